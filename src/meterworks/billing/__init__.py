@@ -1,0 +1,1 @@
+"""Billing: rating usage, invoices and their lifecycle."""
