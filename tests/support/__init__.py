@@ -1,0 +1,1 @@
+"""Helpers shared by the test suite: real databases and a real HTTP server, no mocks."""
