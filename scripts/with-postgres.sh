@@ -56,6 +56,13 @@ install_postgres() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    # Should the package still have started a cluster, stop it: nothing may be left running.
+    if command -v pg_lsclusters >/dev/null 2>&1; then
+        pg_lsclusters --no-header | awk '$4 == "online" {print $1, $2}' |
+            while read -r cluster_version cluster_name; do
+                pg_ctlcluster "$cluster_version" "$cluster_name" stop || true
+            done
+    fi
 }
 
 bindir=$(find_bindir) || {
