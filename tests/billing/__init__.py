@@ -1,0 +1,1 @@
+"""Tests for billing: pricing, rating and invoices."""
