@@ -1,0 +1,3 @@
+from meterworks.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The native REST API (`/v1`): routers by domain, authentication, error mapping."""

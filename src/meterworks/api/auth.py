@@ -1,0 +1,32 @@
+"""Native authentication: `Authorization: Bearer <key id>.<secret>`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from meterworks.api.context import AppContext, get_context
+from meterworks.errors import Unauthorized
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send `Authorization: Bearer <api key>`", code="missing_api_key")
+    return token.strip()
+
+
+def organization_for_token(context: AppContext, token: str) -> str:
+    """The one auth store behind every transport."""
+    return context.authenticator.organization_for(context.db.read, token)
+
+
+def current_organization(
+    request: Request, context: Annotated[AppContext, Depends(get_context)]
+) -> str:
+    return organization_for_token(context, bearer_token(request))
+
+
+OrganizationId = Annotated[str, Depends(current_organization)]

@@ -1,0 +1,89 @@
+"""Usage events: batched ingestion and corrections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from meterworks.api.auth import OrganizationId
+from meterworks.api.context import Context
+from meterworks.api.jsonbody import DecimalRoute, parse_body
+from meterworks.api.schemas import EventOut, IngestOut
+from meterworks.errors import InvalidInput
+from meterworks.usage.service import UNSET
+
+router = APIRouter(route_class=DecimalRoute, tags=["events"])
+
+
+class EventIn(BaseModel):
+    idempotency_key: str = Field(description="your unique id for this event; replays dedupe")
+    subscription_id: str | None = None
+    customer_id: str | None = None
+    external_customer_id: str | None = None
+    meter: str = Field(description="meter id or key")
+    timestamp: str
+    operation: str = Field("add", description="add (a delta) or set (a level)")
+    quantity: str | int | None = Field(None, description="decimal string or JSON number")
+    properties: dict[str, Any] | None = None
+
+
+class BatchIn(BaseModel):
+    events: list[EventIn] = Field(description="1 to 10,000 events, validated as a whole")
+
+
+@router.post(
+    "/events",
+    response_model=IngestOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": BatchIn.model_json_schema()}},
+        }
+    },
+)
+async def ingest_events(
+    request: Request, organization_id: OrganizationId, context: Context
+) -> IngestOut:
+    # The body is read and validated here, event by event, so a bad batch is answered with
+    # every bad index at once and numbers stay exact.
+    body = parse_body(await request.body())
+    if not isinstance(body, dict) or "events" not in body:
+        raise InvalidInput(
+            "the body must be an object with an `events` list",
+            code="invalid_batch",
+            details=[{"field": "events", "message": "is required"}],
+        )
+    result = await context.usage.record_async(organization_id, body["events"], source="native")
+    return IngestOut(accepted=result.accepted, duplicates=result.duplicates)
+
+
+class AmendIn(BaseModel):
+    quantity: str | int | None = None
+    properties: dict[str, Any] | None = None
+
+
+@router.patch("/events/{idempotency_key}", response_model=EventOut)
+def amend_event(
+    idempotency_key: str, body: dict[str, Any], organization_id: OrganizationId, context: Context
+) -> EventOut:
+    unknown = sorted(set(body) - {"quantity", "properties"})
+    if unknown:
+        raise InvalidInput(
+            "only quantity and properties can be amended",
+            details=[{"field": f, "message": "cannot be amended"} for f in unknown],
+        )
+    event = context.usage.amend(
+        organization_id,
+        idempotency_key,
+        quantity=body.get("quantity", UNSET),
+        properties=body.get("properties", UNSET),
+        source="native",
+    )
+    return EventOut.of(event)
+
+
+@router.delete("/events/{idempotency_key}", response_model=EventOut)
+def void_event(idempotency_key: str, organization_id: OrganizationId, context: Context) -> EventOut:
+    return EventOut.of(context.usage.void(organization_id, idempotency_key, source="native"))

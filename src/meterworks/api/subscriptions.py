@@ -1,0 +1,128 @@
+"""Subscriptions and their usage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from meterworks.api.auth import OrganizationId
+from meterworks.api.context import Context
+from meterworks.api.jsonbody import DecimalRoute
+from meterworks.api.schemas import SubscriptionOut, UsageOut
+from meterworks.errors import InvalidInput
+from meterworks.kit.instants import parse_instant
+from meterworks.subscriptions import service
+from meterworks.usage.reading import usage_for_period
+
+router = APIRouter(route_class=DecimalRoute, tags=["subscriptions"])
+
+
+def _instant(value: str | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{field} must be an ISO-8601 timestamp",
+            details=[{"field": field, "message": "must be an ISO-8601 timestamp"}],
+        ) from exc
+
+
+class SubscriptionIn(BaseModel):
+    customer_id: str
+    plan_id: str
+    starts_at: str = Field(description="ISO-8601; no offset means UTC")
+    ends_at: str | None = None
+    billing_anchor: str | None = Field(None, description="defaults to starts_at")
+    metadata: dict[str, Any] | None = None
+
+
+class SubscriptionList(BaseModel):
+    data: list[SubscriptionOut]
+    has_more: bool
+
+
+@router.post("/subscriptions", status_code=201, response_model=SubscriptionOut)
+def create_subscription(
+    body: SubscriptionIn, organization_id: OrganizationId, context: Context
+) -> SubscriptionOut:
+    starts_at = _instant(body.starts_at, "starts_at")
+    assert starts_at is not None
+    now = context.clock.now()
+    with context.db.transaction() as conn:
+        sub = service.create_subscription(
+            conn,
+            organization_id,
+            customer_id=body.customer_id,
+            plan_id=body.plan_id,
+            starts_at=starts_at,
+            ends_at=_instant(body.ends_at, "ends_at"),
+            billing_anchor=_instant(body.billing_anchor, "billing_anchor"),
+            metadata=body.metadata,
+            now=now,
+        )
+    return SubscriptionOut.of(sub, now)
+
+
+@router.get("/subscriptions", response_model=SubscriptionList)
+def list_subscriptions(
+    organization_id: OrganizationId,
+    context: Context,
+    customer_id: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    after: str | None = None,
+) -> SubscriptionList:
+    now = context.clock.now()
+    with context.db.read() as conn:
+        found = service.list_subscriptions(
+            conn, organization_id, customer_id=customer_id, limit=limit + 1, after=after
+        )
+    return SubscriptionList(
+        data=[SubscriptionOut.of(s, now) for s in found[:limit]], has_more=len(found) > limit
+    )
+
+
+@router.get("/subscriptions/{subscription_id}", response_model=SubscriptionOut)
+def get_subscription(
+    subscription_id: str, organization_id: OrganizationId, context: Context
+) -> SubscriptionOut:
+    with context.db.read() as conn:
+        sub = service.get_subscription(conn, organization_id, subscription_id)
+    return SubscriptionOut.of(sub, context.clock.now())
+
+
+class CancelIn(BaseModel):
+    at: str | None = Field(None, description="when it ends; default now")
+
+
+@router.post("/subscriptions/{subscription_id}/cancel", response_model=SubscriptionOut)
+def cancel_subscription(
+    subscription_id: str,
+    organization_id: OrganizationId,
+    context: Context,
+    body: CancelIn | None = None,
+) -> SubscriptionOut:
+    now = context.clock.now()
+    at = _instant(body.at if body else None, "at")
+    with context.db.transaction() as conn:
+        sub = service.cancel_subscription(conn, organization_id, subscription_id, at=at, now=now)
+    return SubscriptionOut.of(sub, now)
+
+
+@router.get("/subscriptions/{subscription_id}/usage", response_model=UsageOut)
+def get_usage(
+    subscription_id: str,
+    organization_id: OrganizationId,
+    context: Context,
+    at: str | None = Query(None, description="an instant in the period wanted; default now"),
+) -> UsageOut:
+    now = context.clock.now()
+    instant = _instant(at, "at") or now
+    with context.db.read() as conn:
+        sub = service.get_subscription(conn, organization_id, subscription_id)
+        usage = usage_for_period(conn, organization_id, sub, sub.period_at(instant), now=now)
+    return UsageOut.of(usage)

@@ -1,0 +1,113 @@
+"""The ASGI application: native API, facades and the in-process jobs, over one database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from meterworks import __version__
+from meterworks.api import catalog, customers, events, subscriptions, tenancy
+from meterworks.api.context import AppContext, Context
+from meterworks.api.errors import install_error_handlers
+from meterworks.config import Settings
+from meterworks.db.engine import Database
+from meterworks.db.migrate import upgrade
+from meterworks.errors import PayloadTooLarge
+from meterworks.kit.clock import Clock, SystemClock
+from meterworks.tenancy.service import Authenticator
+from meterworks.usage.service import UsageService
+from meterworks.usage.writer import LedgerWriter
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BodyLimit:
+    """Refuse bodies over the limit (413) before they are buffered, whatever the framing."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_big = declared is not None and declared.isdigit() and int(declared) > self.limit
+        seen = 0
+        limit = self.limit
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            if too_big:
+                raise PayloadTooLarge(f"the request body exceeds {limit} bytes")
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLarge(f"the request body exceeds {limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def build_context(settings: Settings, clock: Clock) -> AppContext:
+    db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    writer = LedgerWriter(
+        db,
+        clock,
+        gather_ms=settings.group_commit_wait_ms,
+        max_events=settings.group_commit_max_events,
+    )
+    return AppContext(
+        settings=settings,
+        clock=clock,
+        db=db,
+        writer=writer,
+        usage=UsageService(db, writer, clock, settings),
+        authenticator=Authenticator(settings.auth_cache_seconds),
+    )
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
+    context = build_context(settings, clock or SystemClock())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        upgrade(context.db.engine)
+        context.writer.start()
+        try:
+            yield
+        finally:
+            context.writer.stop()
+            context.db.dispose()
+
+    app = FastAPI(
+        title="meterworks",
+        version=__version__,
+        description="Usage metering and usage-based billing: an exact ledger, running totals, "
+        "invoices in arrears.",
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    install_error_handlers(app)
+    for module in (catalog, customers, subscriptions, events, tenancy):
+        app.include_router(module.router, prefix="/v1")
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz(ctx: Context) -> JSONResponse:
+        with ctx.db.read() as conn:
+            conn.execute(text("SELECT 1"))
+        return JSONResponse({"status": "ok", "database": ctx.db.dialect})
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,1 @@
+"""The catalog: meters (what is measured) and plans (price lists)."""

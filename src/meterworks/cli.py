@@ -1,0 +1,243 @@
+"""The `meterworks` command line."""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from meterworks.config import Settings, load_settings
+from meterworks.db.engine import Database
+from meterworks.db.migrate import upgrade
+from meterworks.kit.clock import SystemClock
+from meterworks.kit.instants import format_instant
+
+app = typer.Typer(help="meterworks: usage metering and usage-based billing.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The usage ledger.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(ledger_app, name="ledger")
+
+err = Console(stderr=True)
+out = Console()
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="database URL (default: METERWORKS_DATABASE_URL or ./meterworks.db)"),
+]
+
+
+def _settings(db: str | None) -> Settings:
+    return load_settings().with_overrides(database_url=db)
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[Database]:
+    database = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        upgrade(database.engine)
+        yield database
+    finally:
+        database.dispose()
+
+
+def _where(url: str) -> str:
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://…@{rest.split('@', 1)[1]}"
+    return url
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="interface to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default 8080)")] = None,
+    db: DbOption = None,
+) -> None:
+    """Run the API (and the billing scheduler)."""
+    import uvicorn
+
+    from meterworks.app import create_app
+
+    settings = _settings(db).with_overrides(host=host, port=port)
+    application = create_app(settings)
+    base = f"http://{settings.host}:{settings.port}"
+    err.print(f"[bold]meterworks[/bold] listening on [cyan]{base}[/cyan]")
+    err.print(f"  database: {_where(settings.database_url)}")
+    err.print(f"  API docs: {base}/docs   health: {base}/healthz")
+    db_flag = "" if db is None else f" --db '{db}'"
+    err.print(f"  get a key: [green]meterworks keys create --org 'My company'{db_flag}[/green]")
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def migrate(db: DbOption = None) -> None:
+    """Bring the schema to the latest version."""
+    from meterworks.db.migrate import current_revision
+
+    settings = _settings(db)
+    with _database(settings) as database:
+        out.print(f"schema at revision {current_revision(database.engine)}")
+
+
+@keys_app.command("create")
+def keys_create(
+    db: DbOption = None,
+    org: Annotated[str, typer.Option("--org", help="organization name (created if new)")] = (
+        "default"
+    ),
+    name: Annotated[str, typer.Option("--name", help="a label for the key")] = "default",
+) -> None:
+    """Create an API key; the token is printed alone on the last line."""
+    from meterworks.tenancy.service import create_api_key, ensure_organization
+
+    settings = _settings(db)
+    clock = SystemClock()
+    with _database(settings) as database, database.transaction() as conn:
+        organization = ensure_organization(conn, org, clock.now())
+        key = create_api_key(conn, organization.id, name, clock.now())
+    err.print(f"organization {organization.name} ({organization.id}), key {key.id}")
+    err.print("send it as: Authorization: Bearer <token>")
+    print(key.token)
+
+
+@ledger_app.command("verify")
+def ledger_verify(db: DbOption = None) -> None:
+    """Recompute every running total from the ledger alone and report any difference."""
+    from meterworks.usage.verify import verify
+
+    settings = _settings(db)
+    with _database(settings) as database, database.read() as conn:
+        report = verify(conn)
+    for diff in report.differences:
+        out.print(
+            f"[red]DIFF[/red] org={diff.organization_id} sub={diff.subscription_id} "
+            f"meter={diff.meter_id} period_start={diff.period_start_us}\n"
+            f"  stored:   {diff.stored}\n  expected: {diff.expected}"
+        )
+    status = (
+        "[green]ok[/green]" if report.ok else f"[red]{len(report.differences)} differences[/red]"
+    )
+    out.print(
+        f"ledger verify: {report.pairs_checked} (subscription, meter) pairs, "
+        f"{report.periods_checked} periods: {status}"
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(db: DbOption = None) -> None:
+    """Fill a database with a demo organization and a month of usage."""
+    from meterworks.catalog.meters import create_meter
+    from meterworks.catalog.plans import create_plan
+    from meterworks.customers.service import create_customer
+    from meterworks.subscriptions.service import create_subscription
+    from meterworks.tenancy.service import create_api_key, ensure_organization
+    from meterworks.usage.service import UsageService
+    from meterworks.usage.writer import LedgerWriter
+
+    settings = _settings(db)
+    clock = SystemClock()
+    now = clock.now()
+    start = (now - timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
+    rng = random.Random(7)
+    with _database(settings) as database:
+        with database.transaction() as conn:
+            organization = ensure_organization(conn, f"Demo {format_instant(now)}", now)
+            key = create_api_key(conn, organization.id, "demo", now)
+            api_calls = create_meter(conn, organization.id, key="api_calls", name="API calls",
+                                     unit="call", aggregation="sum", now=now)  # fmt: skip
+            seats = create_meter(conn, organization.id, key="seats", name="Seats", unit="seat",
+                                 aggregation="prorated", now=now)  # fmt: skip
+            storage = create_meter(conn, organization.id, key="storage_gb", name="Storage",
+                                   unit="GB", aggregation="max", now=now)  # fmt: skip
+            plan = create_plan(
+                conn,
+                organization.id,
+                name="Growth",
+                currency="USD",
+                interval="month",
+                charges=[
+                    {"type": "fixed", "name": "Platform fee", "amount": "49.00"},
+                    {"type": "usage", "meter": "api_calls", "model": "graduated", "tiers": [
+                        {"up_to": "10000", "unit_price": "0"},
+                        {"up_to": "100000", "unit_price": "0.002"},
+                        {"up_to": None, "unit_price": "0.001"}]},
+                    {"type": "usage", "meter": "seats", "model": "per_unit",
+                     "unit_price": "0.50"},
+                    {"type": "usage", "meter": "storage_gb", "model": "package",
+                     "package_size": "100", "unit_price": "5.00"},
+                ],
+                now=now,
+            )  # fmt: skip
+            subs = []
+            for n, company in enumerate(["Acme Corp", "Globex", "Initech"], start=1):
+                customer = create_customer(
+                    conn, organization.id, external_id=f"cust-{n}", name=company,
+                    email=f"billing@{company.split()[0].lower()}.example", now=now,
+                )  # fmt: skip
+                subs.append(
+                    create_subscription(
+                        conn,
+                        organization.id,
+                        customer_id=customer.id,
+                        plan_id=plan.id,
+                        starts_at=start,
+                        now=now,
+                    )  # fmt: skip
+                )
+        writer = LedgerWriter(database, clock)
+        writer.start()
+        try:
+            usage = UsageService(database, writer, clock, settings)
+            events: list[dict[str, Any]] = []
+            for sub in subs:
+                level = rng.randint(3, 10)
+                for day in range(30):
+                    at = start + timedelta(days=day, hours=12)
+                    events.append({
+                        "idempotency_key": f"demo-{sub.id}-calls-{day}",
+                        "subscription_id": sub.id, "meter": api_calls.key,
+                        "timestamp": format_instant(at), "quantity": rng.randint(500, 5000),
+                    })  # fmt: skip
+                    if day % 7 == 0:
+                        level = max(1, level + rng.randint(-2, 3))
+                        events.append({
+                            "idempotency_key": f"demo-{sub.id}-seats-{day}",
+                            "subscription_id": sub.id, "meter": seats.key, "operation": "set",
+                            "timestamp": format_instant(at), "quantity": level,
+                        })  # fmt: skip
+                    events.append({
+                        "idempotency_key": f"demo-{sub.id}-storage-{day}",
+                        "subscription_id": sub.id, "meter": storage.key, "operation": "set",
+                        "timestamp": format_instant(at),
+                        "quantity": str(Decimal(rng.randint(500, 3000)) / 10),
+                    })  # fmt: skip
+            result = usage.record(organization.id, events, source="native")
+        finally:
+            writer.stop()
+    out.print(f"demo organization [bold]{organization.name}[/bold]: 3 meters, 1 plan, 3 customers,")
+    out.print(f"3 subscriptions from {format_instant(start)}, {result.accepted} usage events.")
+    out.print("\nTry (with the server running: meterworks serve):")
+    out.print(f"  export TOKEN={key.token}")
+    out.print('  curl -s localhost:8080/v1/meters -H "Authorization: Bearer $TOKEN"')
+    out.print(
+        f"  curl -s localhost:8080/v1/subscriptions/{subs[0].id}/usage "
+        '-H "Authorization: Bearer $TOKEN"'
+    )
+    print(key.token)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

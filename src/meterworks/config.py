@@ -1,0 +1,70 @@
+"""The one settings object. Nothing else in the code reads the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+DEFAULT_SQLITE_URL = "sqlite:///./meterworks.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_SQLITE_URL
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Largest request body accepted, in bytes (10,000 events fit comfortably).
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_events_per_batch: int = 10_000
+    # Group commit: how long the writer waits to gather concurrent requests into one commit.
+    group_commit_wait_ms: float = 1.5
+    group_commit_max_events: int = 50_000
+    # Events may be dated at most this far in the future.
+    future_tolerance_seconds: int = 300
+    # SQLite `synchronous`: FULL survives power loss, NORMAL survives a process crash.
+    sqlite_synchronous: str = "FULL"
+    auth_cache_seconds: float = 30.0
+    billing_grace_seconds: int = 3600
+    scheduler_enabled: bool = True
+    scheduler_interval_seconds: float = 30.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def with_overrides(self, **changes: object) -> Settings:
+        clean = {key: value for key, value in changes.items() if value is not None}
+        return replace(self, **clean)  # type: ignore[arg-type]
+
+
+def _bool(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Settings from `METERWORKS_*` environment variables, defaults elsewhere."""
+    env = dict(os.environ if environ is None else environ)
+    base = Settings()
+    values: dict[str, object] = {}
+    casts = {
+        "database_url": str,
+        "host": str,
+        "port": int,
+        "max_body_bytes": int,
+        "max_events_per_batch": int,
+        "group_commit_wait_ms": float,
+        "group_commit_max_events": int,
+        "future_tolerance_seconds": int,
+        "sqlite_synchronous": str,
+        "auth_cache_seconds": float,
+        "billing_grace_seconds": int,
+        "scheduler_enabled": _bool,
+        "scheduler_interval_seconds": float,
+    }
+    for name, cast in casts.items():
+        raw = env.get(f"METERWORKS_{name.upper()}")
+        if raw is not None and raw != "":
+            values[name] = cast(raw)
+    extra = {
+        key.removeprefix("METERWORKS_").lower(): value
+        for key, value in env.items()
+        if key.startswith("METERWORKS_") and key.removeprefix("METERWORKS_").lower() not in casts
+    }
+    return replace(base, extra=extra, **values)  # type: ignore[arg-type]

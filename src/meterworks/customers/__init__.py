@@ -1,0 +1,1 @@
+"""Customers: who is billed, known to the vendor by `external_id`."""

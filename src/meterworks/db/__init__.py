@@ -1,0 +1,1 @@
+"""Storage: one schema (SQLAlchemy Core), two dialects (SQLite embedded, PostgreSQL)."""

@@ -1,0 +1,55 @@
+"""The only place where SQLite and PostgreSQL differ."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.dml import Insert
+
+
+def normalize_url(url: str) -> str:
+    """`postgresql://` selects psycopg 3; SQLite URLs pass through."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def insert_ignore(conn: Connection, table: Table) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING, in the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def upsert(
+    conn: Connection, table: Table, index_elements: list[str], update: dict[str, Any]
+) -> Insert:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET ..., in the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        pg = postgresql.insert(table)
+        return pg.on_conflict_do_update(index_elements=index_elements, set_=update)
+    lite = sqlite.insert(table)
+    return lite.on_conflict_do_update(index_elements=index_elements, set_=update)
+
+
+def excluded(conn: Connection, table: Table) -> Any:
+    """The `excluded` pseudo-row of an upsert, for `SET col = excluded.col`."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).excluded
+    return sqlite.insert(table).excluded
+
+
+def try_advisory_lock(conn: Connection, key: int) -> bool | None:
+    """A transaction-scoped advisory lock on PostgreSQL; None where the dialect has none."""
+    if conn.dialect.name != "postgresql":
+        return None
+    from sqlalchemy import text
+
+    return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())

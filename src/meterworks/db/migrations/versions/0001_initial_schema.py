@@ -1,0 +1,384 @@
+"""initial schema
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-22 17:13:36.368151
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy import Text
+from sqlalchemy.dialects import postgresql
+
+import meterworks.db.types
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+
+    op.create_table(
+        "billing_view_requests",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("subscription_id", sa.String(length=40), nullable=False),
+        sa.Column("requested_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("due_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "organization_id", "subscription_id", name=op.f("pk_billing_view_requests")
+        ),
+    )
+    with op.batch_alter_table("billing_view_requests", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_billing_view_requests_due_at"), ["due_at"], unique=False
+        )
+
+    op.create_table(
+        "idempotency_records",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("scope", sa.String(length=40), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("state", sa.String(length=12), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=True),
+        sa.Column("response_body", sa.Text(), nullable=True),
+        sa.Column("created_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "organization_id", "scope", "key", name=op.f("pk_idempotency_records")
+        ),
+    )
+    op.create_table(
+        "leases",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("holder", sa.String(length=64), nullable=False),
+        sa.Column("expires_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_leases")),
+    )
+    op.create_table(
+        "ledger_sequences",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("next_seq", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("organization_id", name=op.f("pk_ledger_sequences")),
+    )
+    op.create_table(
+        "organizations",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column(
+            "late_usage_policy", sa.String(length=16), server_default="adjust", nullable=False
+        ),
+        sa.Column(
+            "settings",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            server_default=sa.text("'{}'"),
+            nullable=False,
+        ),
+        sa.Column("created_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_organizations")),
+        sa.UniqueConstraint("name", name=op.f("uq_organizations_name")),
+    )
+    op.create_table(
+        "usage_events",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=255), nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.Column("subscription_id", sa.String(length=40), nullable=False),
+        sa.Column("meter_id", sa.String(length=40), nullable=False),
+        sa.Column("ts_us", sa.BigInteger(), nullable=False),
+        sa.Column("operation", sa.String(length=4), nullable=False),
+        sa.Column("quantity", meterworks.db.types.ExactDecimal(), nullable=False),
+        sa.Column(
+            "properties",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("received_at_us", sa.BigInteger(), nullable=False),
+        sa.Column("payload_hash", sa.String(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("organization_id", "seq", name=op.f("pk_usage_events")),
+        sa.UniqueConstraint(
+            "organization_id",
+            "idempotency_key",
+            "revision",
+            name=op.f("uq_usage_events_organization_id_idempotency_key_revision"),
+        ),
+    )
+    with op.batch_alter_table("usage_events", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_usage_events_organization_id_subscription_id_meter_id_ts_us"),
+            ["organization_id", "subscription_id", "meter_id", "ts_us"],
+            unique=False,
+        )
+
+    op.create_table(
+        "usage_rollup_values",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("subscription_id", sa.String(length=40), nullable=False),
+        sa.Column("meter_id", sa.String(length=40), nullable=False),
+        sa.Column("period_start_us", sa.BigInteger(), nullable=False),
+        sa.Column("value", sa.String(length=255), nullable=False),
+        sa.Column("occurrences", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "organization_id",
+            "subscription_id",
+            "meter_id",
+            "period_start_us",
+            "value",
+            name=op.f("pk_usage_rollup_values"),
+        ),
+    )
+    op.create_table(
+        "usage_rollups",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("subscription_id", sa.String(length=40), nullable=False),
+        sa.Column("meter_id", sa.String(length=40), nullable=False),
+        sa.Column("period_start_us", sa.BigInteger(), nullable=False),
+        sa.Column("event_count", sa.BigInteger(), nullable=False),
+        sa.Column("total", meterworks.db.types.ExactDecimal(), nullable=False),
+        sa.Column("opening_level", meterworks.db.types.ExactDecimal(), nullable=False),
+        sa.Column("level", meterworks.db.types.ExactDecimal(), nullable=False),
+        sa.Column("max_level", meterworks.db.types.ExactDecimal(), nullable=False),
+        sa.Column("integral", meterworks.db.types.ExactDecimal(), nullable=False),
+        sa.Column("last_ts_us", sa.BigInteger(), nullable=False),
+        sa.Column("last_seq", sa.BigInteger(), nullable=False),
+        sa.Column("distinct_count", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "organization_id",
+            "subscription_id",
+            "meter_id",
+            "period_start_us",
+            name=op.f("pk_usage_rollups"),
+        ),
+    )
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("secret_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("revoked_at", meterworks.db.types.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+            name=op.f("fk_api_keys_organization_id_organizations"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
+    )
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_api_keys_organization_id"), ["organization_id"], unique=False
+        )
+
+    op.create_table(
+        "customers",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("external_id", sa.String(length=200), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=True),
+        sa.Column(
+            "address",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("tax_rate", meterworks.db.types.ExactDecimal(), nullable=True),
+        sa.Column(
+            "metadata",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            server_default=sa.text("'{}'"),
+            nullable=False,
+        ),
+        sa.Column("created_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("deleted_at", meterworks.db.types.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+            name=op.f("fk_customers_organization_id_organizations"),
+        ),
+        sa.PrimaryKeyConstraint("organization_id", "id", name=op.f("pk_customers")),
+    )
+    with op.batch_alter_table("customers", schema=None) as batch_op:
+        batch_op.create_index(
+            "uq_customers_live_external_id",
+            ["organization_id", "external_id"],
+            unique=True,
+            sqlite_where=sa.text("deleted_at IS NULL"),
+            postgresql_where=sa.text("deleted_at IS NULL"),
+        )
+
+    op.create_table(
+        "meters",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("unit", sa.String(length=64), nullable=False),
+        sa.Column("aggregation", sa.String(length=16), nullable=False),
+        sa.Column("property", sa.String(length=200), nullable=True),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column(
+            "metadata",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            server_default=sa.text("'{}'"),
+            nullable=False,
+        ),
+        sa.Column("created_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+            name=op.f("fk_meters_organization_id_organizations"),
+        ),
+        sa.PrimaryKeyConstraint("organization_id", "id", name=op.f("pk_meters")),
+        sa.UniqueConstraint("organization_id", "key", name=op.f("uq_meters_organization_id_key")),
+    )
+    op.create_table(
+        "partners",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("key_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+            name=op.f("fk_partners_organization_id_organizations"),
+        ),
+        sa.PrimaryKeyConstraint("organization_id", "id", name=op.f("pk_partners")),
+        sa.UniqueConstraint(
+            "organization_id", "key_hash", name=op.f("uq_partners_organization_id_key_hash")
+        ),
+    )
+    op.create_table(
+        "plans",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("interval", sa.String(length=16), nullable=False),
+        sa.Column("product_id", sa.String(length=200), nullable=True),
+        sa.Column(
+            "charges",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+            name=op.f("fk_plans_organization_id_organizations"),
+        ),
+        sa.PrimaryKeyConstraint("organization_id", "id", name=op.f("pk_plans")),
+    )
+    op.create_table(
+        "plan_meters",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("plan_id", sa.String(length=40), nullable=False),
+        sa.Column("meter_id", sa.String(length=40), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organization_id", "meter_id"],
+            ["meters.organization_id", "meters.id"],
+            name=op.f("fk_plan_meters_organization_id_meter_id_meters"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["organization_id", "plan_id"],
+            ["plans.organization_id", "plans.id"],
+            name=op.f("fk_plan_meters_organization_id_plan_id_plans"),
+        ),
+        sa.PrimaryKeyConstraint(
+            "organization_id", "plan_id", "meter_id", name=op.f("pk_plan_meters")
+        ),
+    )
+    with op.batch_alter_table("plan_meters", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_plan_meters_organization_id_meter_id"),
+            ["organization_id", "meter_id"],
+            unique=False,
+        )
+
+    op.create_table(
+        "subscriptions",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("customer_id", sa.String(length=40), nullable=False),
+        sa.Column("plan_id", sa.String(length=40), nullable=False),
+        sa.Column("starts_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("ends_at", meterworks.db.types.UTCDateTime(), nullable=True),
+        sa.Column("billing_anchor", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("canceled_at", meterworks.db.types.UTCDateTime(), nullable=True),
+        sa.Column(
+            "metadata",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            server_default=sa.text("'{}'"),
+            nullable=False,
+        ),
+        sa.Column("created_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organization_id", "customer_id"],
+            ["customers.organization_id", "customers.id"],
+            name=op.f("fk_subscriptions_organization_id_customer_id_customers"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["organization_id", "plan_id"],
+            ["plans.organization_id", "plans.id"],
+            name=op.f("fk_subscriptions_organization_id_plan_id_plans"),
+        ),
+        sa.PrimaryKeyConstraint("organization_id", "id", name=op.f("pk_subscriptions")),
+    )
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_subscriptions_organization_id_customer_id"),
+            ["organization_id", "customer_id"],
+            unique=False,
+        )
+
+
+def downgrade() -> None:
+
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_subscriptions_organization_id_customer_id"))
+
+    op.drop_table("subscriptions")
+    with op.batch_alter_table("plan_meters", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_plan_meters_organization_id_meter_id"))
+
+    op.drop_table("plan_meters")
+    op.drop_table("plans")
+    op.drop_table("partners")
+    op.drop_table("meters")
+    with op.batch_alter_table("customers", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_customers_live_external_id",
+            sqlite_where=sa.text("deleted_at IS NULL"),
+            postgresql_where=sa.text("deleted_at IS NULL"),
+        )
+
+    op.drop_table("customers")
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_api_keys_organization_id"))
+
+    op.drop_table("api_keys")
+    op.drop_table("usage_rollups")
+    op.drop_table("usage_rollup_values")
+    with op.batch_alter_table("usage_events", schema=None) as batch_op:
+        batch_op.drop_index(
+            batch_op.f("ix_usage_events_organization_id_subscription_id_meter_id_ts_us")
+        )
+
+    op.drop_table("usage_events")
+    op.drop_table("organizations")
+    op.drop_table("ledger_sequences")
+    op.drop_table("leases")
+    op.drop_table("idempotency_records")
+    with op.batch_alter_table("billing_view_requests", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_billing_view_requests_due_at"))
+
+    op.drop_table("billing_view_requests")

@@ -1,0 +1,306 @@
+"""The schema, defined once for both dialects.
+
+Every key and index of tenant data leads with `organization_id`, the shard key: the ledger can be
+distributed by organization (e.g. Citus) without changing a query. `organizations` and `api_keys`
+are small reference tables that authentication reads before it knows the organization.
+
+Instants in the ledger and its rollups are integer microseconds since the epoch (`*_us`): exact,
+compact and ordered the same on both databases. Quantities and prices are `ExactDecimal`;
+money amounts are integer minor units (`*_minor`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects import postgresql
+
+from meterworks.db.types import ExactDecimal, UTCDateTime
+
+naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=naming_convention)
+
+Json = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    # What happens to usage for a period whose invoice is already finalized: adjust | reject.
+    Column("late_usage_policy", String(16), nullable=False, server_default="adjust"),
+    Column("settings", Json, nullable=False, server_default=text("'{}'")),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("organization_id", String(40), nullable=False),
+    Column("name", String(200), nullable=False),
+    # sha256 of the secret: secrets are 120-bit random, so a fast hash is enough.
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    ForeignKeyConstraint(["organization_id"], ["organizations.id"]),
+    Index(None, "organization_id"),
+)
+
+partners = Table(
+    "partners",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("id", String(40), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("organization_id", "id"),
+    UniqueConstraint("organization_id", "key_hash"),
+    ForeignKeyConstraint(["organization_id"], ["organizations.id"]),
+)
+
+meters = Table(
+    "meters",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("id", String(40), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("unit", String(64), nullable=False),
+    Column("aggregation", String(16), nullable=False),
+    # The property counted by `unique_count`.
+    Column("property", String(200), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("metadata", Json, nullable=False, server_default=text("'{}'")),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("organization_id", "id"),
+    UniqueConstraint("organization_id", "key"),
+    ForeignKeyConstraint(["organization_id"], ["organizations.id"]),
+)
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("id", String(40), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("interval", String(16), nullable=False),
+    Column("product_id", String(200), nullable=True),
+    # The validated charges, decimals as strings: a plan is an immutable price list.
+    Column("charges", Json, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("organization_id", "id"),
+    ForeignKeyConstraint(["organization_id"], ["organizations.id"]),
+)
+
+# Which meters a plan charges, so "the plan has that meter" is an indexed lookup.
+plan_meters = Table(
+    "plan_meters",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("plan_id", String(40), nullable=False),
+    Column("meter_id", String(40), nullable=False),
+    PrimaryKeyConstraint("organization_id", "plan_id", "meter_id"),
+    ForeignKeyConstraint(["organization_id", "plan_id"], ["plans.organization_id", "plans.id"]),
+    ForeignKeyConstraint(["organization_id", "meter_id"], ["meters.organization_id", "meters.id"]),
+    Index(None, "organization_id", "meter_id"),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("id", String(40), nullable=False),
+    Column("external_id", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("address", Json, nullable=True),
+    # Percentage, e.g. 20 for 20 %; null means no tax.
+    Column("tax_rate", ExactDecimal(), nullable=True),
+    Column("metadata", Json, nullable=False, server_default=text("'{}'")),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("deleted_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("organization_id", "id"),
+    ForeignKeyConstraint(["organization_id"], ["organizations.id"]),
+    # One live customer per external id; a deleted one frees its id.
+    Index(
+        "uq_customers_live_external_id",
+        "organization_id",
+        "external_id",
+        unique=True,
+        sqlite_where=text("deleted_at IS NULL"),
+        postgresql_where=text("deleted_at IS NULL"),
+    ),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("id", String(40), nullable=False),
+    Column("customer_id", String(40), nullable=False),
+    Column("plan_id", String(40), nullable=False),
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime(), nullable=True),
+    Column("billing_anchor", UTCDateTime(), nullable=False),
+    Column("canceled_at", UTCDateTime(), nullable=True),
+    Column("metadata", Json, nullable=False, server_default=text("'{}'")),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("organization_id", "id"),
+    ForeignKeyConstraint(
+        ["organization_id", "customer_id"], ["customers.organization_id", "customers.id"]
+    ),
+    ForeignKeyConstraint(["organization_id", "plan_id"], ["plans.organization_id", "plans.id"]),
+    Index(None, "organization_id", "customer_id"),
+)
+
+# Per-organization ledger sequence. Taking this row's lock first serialises writers of one
+# organization across processes, so dedupe-then-insert cannot race.
+ledger_sequences = Table(
+    "ledger_sequences",
+    metadata,
+    Column("organization_id", String(40), primary_key=True),
+    Column("next_seq", BigInteger, nullable=False),
+)
+
+# The ledger: append-only. A correction is a new row with the same idempotency key and a higher
+# revision (kind `amend` or `void`); the highest revision of a key is the one that counts.
+usage_events = Table(
+    "usage_events",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("kind", String(8), nullable=False),  # event | amend | void
+    Column("subscription_id", String(40), nullable=False),
+    Column("meter_id", String(40), nullable=False),
+    Column("ts_us", BigInteger, nullable=False),
+    Column("operation", String(4), nullable=False),  # add | set
+    Column("quantity", ExactDecimal(), nullable=False),
+    Column("properties", Json, nullable=True),
+    Column("source", String(16), nullable=False),
+    Column("received_at_us", BigInteger, nullable=False),
+    # Hash of what the client sent, so a replay can be told from a different payload.
+    Column("payload_hash", String(32), nullable=False),
+    PrimaryKeyConstraint("organization_id", "seq"),
+    # Dedupe for the life of the ledger.
+    UniqueConstraint("organization_id", "idempotency_key", "revision"),
+    # Rebuilding one subscription's usage of one meter reads this range.
+    Index(None, "organization_id", "subscription_id", "meter_id", "ts_us"),
+)
+
+# Running totals per (subscription, meter, period), updated in the events' own transaction.
+# A period with no row carries the level of the latest earlier row (level meters).
+usage_rollups = Table(
+    "usage_rollups",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("subscription_id", String(40), nullable=False),
+    Column("meter_id", String(40), nullable=False),
+    Column("period_start_us", BigInteger, nullable=False),
+    Column("event_count", BigInteger, nullable=False),
+    Column("total", ExactDecimal(), nullable=False),  # sum of add quantities
+    Column("opening_level", ExactDecimal(), nullable=False),
+    Column("level", ExactDecimal(), nullable=False),  # level after the last event
+    Column("max_level", ExactDecimal(), nullable=False),
+    # Time integral of the level from the period start to `last_ts_us`, in unit·microseconds.
+    Column("integral", ExactDecimal(), nullable=False),
+    Column("last_ts_us", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("distinct_count", BigInteger, nullable=False),
+    PrimaryKeyConstraint("organization_id", "subscription_id", "meter_id", "period_start_us"),
+)
+
+# Distinct property values per period for `unique_count`, with how many live events carry each.
+usage_rollup_values = Table(
+    "usage_rollup_values",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("subscription_id", String(40), nullable=False),
+    Column("meter_id", String(40), nullable=False),
+    Column("period_start_us", BigInteger, nullable=False),
+    Column("value", String(255), nullable=False),
+    Column("occurrences", BigInteger, nullable=False),
+    PrimaryKeyConstraint(
+        "organization_id", "subscription_id", "meter_id", "period_start_us", "value"
+    ),
+)
+
+# Responses stored for header-keyed idempotency (facades whose vendors use such a header).
+idempotency_records = Table(
+    "idempotency_records",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("scope", String(40), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("state", String(12), nullable=False),  # pending | complete
+    Column("status_code", Integer, nullable=True),
+    Column("response_body", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("organization_id", "scope", "key"),
+)
+
+# Billing-view rebuild requests, debounced: one row per subscription, pushed forward by writes.
+billing_view_requests = Table(
+    "billing_view_requests",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("subscription_id", String(40), nullable=False),
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("due_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("organization_id", "subscription_id"),
+    Index(None, "due_at"),
+)
+
+# Leadership for in-process jobs where the database has no advisory locks (SQLite).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+__all__ = [
+    "api_keys",
+    "billing_view_requests",
+    "customers",
+    "idempotency_records",
+    "leases",
+    "ledger_sequences",
+    "metadata",
+    "meters",
+    "organizations",
+    "partners",
+    "plan_meters",
+    "plans",
+    "subscriptions",
+    "usage_events",
+    "usage_rollup_values",
+    "usage_rollups",
+]

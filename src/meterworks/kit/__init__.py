@@ -1,0 +1,1 @@
+"""Pure building blocks: money, decimals, periods, the clock and ids. No I/O here."""

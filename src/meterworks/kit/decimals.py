@@ -1,0 +1,60 @@
+"""Exact decimal quantities: parsing from client input and rendering as strings."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation, localcontext
+from typing import Any
+
+# A quantity may carry up to this many significant digits; more is refused, not rounded.
+MAX_DIGITS = 38
+MAX_SCALE = 18
+
+
+class DecimalInputError(ValueError):
+    """The value is not an exact, finite decimal number."""
+
+
+def parse_decimal(value: Any) -> Decimal:
+    """Accept a decimal string, an int or a Decimal (JSON numbers arrive as Decimal).
+
+    Floats are refused: they cannot carry an exact decimal value.
+    """
+    if isinstance(value, bool):
+        raise DecimalInputError("must be a number, not a boolean")
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise DecimalInputError("must be a decimal number")
+        try:
+            number = Decimal(text)
+        except InvalidOperation as exc:
+            raise DecimalInputError("must be a decimal number") from exc
+    else:
+        raise DecimalInputError("must be a decimal number (string or JSON number)")
+    if not number.is_finite():
+        raise DecimalInputError("must be a finite number")
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    scale = -exponent if exponent < 0 else 0
+    integer_digits = len(digits) + exponent if exponent < 0 else len(digits) + exponent
+    if scale > MAX_SCALE or integer_digits > MAX_DIGITS - MAX_SCALE:
+        raise DecimalInputError(
+            f"must have at most {MAX_DIGITS - MAX_SCALE} integer digits and {MAX_SCALE} decimals"
+        )
+    if number == 0:
+        return Decimal(0)
+    return number
+
+
+def format_decimal(value: Decimal) -> str:
+    """Plain notation without trailing zeros: Decimal('30.0') -> '30', Decimal('1E+3') -> '1000'."""
+    if value == 0:
+        return "0"
+    with localcontext() as ctx:
+        ctx.prec = 80
+        normalized = value.normalize()
+    return f"{normalized:f}"

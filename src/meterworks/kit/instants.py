@@ -1,0 +1,42 @@
+"""Instants as integer microseconds since the Unix epoch, the ledger's own time unit.
+
+Integers keep the ledger exact, compact and identically ordered on every database.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from meterworks.kit.clock import ensure_utc
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROS_PER_SECOND = 1_000_000
+MICROS_PER_DAY = 86_400 * MICROS_PER_SECOND
+
+
+def to_micros(value: datetime) -> int:
+    delta = ensure_utc(value) - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * MICROS_PER_SECOND + delta.microseconds
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def parse_instant(text: str) -> datetime:
+    """ISO-8601; `Z` or an offset; no offset means UTC."""
+    raw = text.strip()
+    if not raw:
+        raise ValueError("empty timestamp")
+    if raw.endswith(("Z", "z")):
+        raw = raw[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(raw)
+    return ensure_utc(parsed)
+
+
+def format_instant(value: datetime) -> str:
+    """`2024-01-31T00:00:00Z`, with microseconds only when there are some."""
+    utc = ensure_utc(value)
+    if utc.microsecond:
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")

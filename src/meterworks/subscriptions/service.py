@@ -1,0 +1,268 @@
+"""Subscriptions and their periods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.engine import Connection, Row
+
+from meterworks.catalog.plans import get_plan
+from meterworks.customers.service import get_customer
+from meterworks.db import tables as t
+from meterworks.errors import Conflict, InvalidInput, NotFound
+from meterworks.kit.clock import ensure_utc
+from meterworks.kit.ids import new_id
+from meterworks.kit.periods import Interval, Period, clipped_period
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: str
+    customer_id: str
+    plan_id: str
+    interval: Interval
+    currency: str
+    starts_at: datetime
+    ends_at: datetime | None
+    billing_anchor: datetime
+    canceled_at: datetime | None
+    created_at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def in_window(self, instant: datetime) -> bool:
+        return self.starts_at <= instant and (self.ends_at is None or instant < self.ends_at)
+
+    def period_at(self, instant: datetime) -> Period:
+        """The period containing `instant`, clamped into the window (first or last period)."""
+        if instant < self.starts_at:
+            instant = self.starts_at
+        if self.ends_at is not None and instant >= self.ends_at:
+            return self.last_period()
+        return clipped_period(
+            self.billing_anchor, self.interval, self.starts_at, self.ends_at, instant
+        )
+
+    def last_period(self) -> Period:
+        assert self.ends_at is not None
+        probe = clipped_period(
+            self.billing_anchor, self.interval, self.starts_at, None, self.ends_at
+        )
+        if probe.start >= self.ends_at:
+            # ends_at falls on a boundary: the last period is the one before it.
+            probe = clipped_period(
+                self.billing_anchor,
+                self.interval,
+                self.starts_at,
+                None,
+                self.ends_at - timedelta(microseconds=1),
+            )
+        return Period(probe.start, min(probe.end, self.ends_at))
+
+    def status(self, now: datetime) -> str:
+        if now < self.starts_at:
+            return "pending"
+        if self.ends_at is not None and now >= self.ends_at:
+            return "canceled" if self.canceled_at is not None else "ended"
+        return "active"
+
+
+_COLUMNS = (
+    t.subscriptions.c.id,
+    t.subscriptions.c.customer_id,
+    t.subscriptions.c.plan_id,
+    t.subscriptions.c.starts_at,
+    t.subscriptions.c.ends_at,
+    t.subscriptions.c.billing_anchor,
+    t.subscriptions.c.canceled_at,
+    t.subscriptions.c.created_at,
+    t.subscriptions.c.metadata,
+    t.plans.c.interval,
+    t.plans.c.currency,
+)
+
+
+def _joined() -> Any:
+    return select(*_COLUMNS).select_from(
+        t.subscriptions.join(
+            t.plans,
+            and_(
+                t.plans.c.organization_id == t.subscriptions.c.organization_id,
+                t.plans.c.id == t.subscriptions.c.plan_id,
+            ),
+        )
+    )
+
+
+def subscription_from_row(row: Row[Any]) -> Subscription:
+    return Subscription(
+        id=row.id,
+        customer_id=row.customer_id,
+        plan_id=row.plan_id,
+        interval=Interval(row.interval),
+        currency=row.currency,
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        billing_anchor=row.billing_anchor,
+        canceled_at=row.canceled_at,
+        created_at=row.created_at,
+        metadata=dict(row.metadata or {}),
+    )
+
+
+def create_subscription(
+    conn: Connection,
+    organization_id: str,
+    *,
+    customer_id: str,
+    plan_id: str,
+    starts_at: datetime,
+    ends_at: datetime | None = None,
+    billing_anchor: datetime | None = None,
+    metadata: dict[str, Any] | None = None,
+    now: datetime,
+) -> Subscription:
+    customer = get_customer(conn, organization_id, customer_id)
+    plan = get_plan(conn, organization_id, plan_id)
+    starts_at = ensure_utc(starts_at)
+    ends_at = None if ends_at is None else ensure_utc(ends_at)
+    anchor = starts_at if billing_anchor is None else ensure_utc(billing_anchor)
+    if ends_at is not None and ends_at <= starts_at:
+        raise InvalidInput(
+            "the subscription is not valid",
+            details=[{"field": "ends_at", "message": "must be after starts_at"}],
+        )
+    subscription_id = new_id("sub")
+    conn.execute(
+        t.subscriptions.insert().values(
+            organization_id=organization_id,
+            id=subscription_id,
+            customer_id=customer.id,
+            plan_id=plan.id,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            billing_anchor=anchor,
+            metadata=dict(metadata or {}),
+            created_at=now,
+        )
+    )
+    return get_subscription(conn, organization_id, subscription_id)
+
+
+def get_subscription(conn: Connection, organization_id: str, subscription_id: str) -> Subscription:
+    row = conn.execute(
+        _joined().where(
+            t.subscriptions.c.organization_id == organization_id,
+            t.subscriptions.c.id == subscription_id,
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"subscription `{subscription_id}` not found", code="subscription_not_found")
+    return subscription_from_row(row)
+
+
+def subscriptions_by_id(
+    conn: Connection, organization_id: str, ids: set[str]
+) -> dict[str, Subscription]:
+    if not ids:
+        return {}
+    rows = conn.execute(
+        _joined().where(
+            t.subscriptions.c.organization_id == organization_id,
+            t.subscriptions.c.id.in_(ids),
+        )
+    ).all()
+    return {row.id: subscription_from_row(row) for row in rows}
+
+
+def list_subscriptions(
+    conn: Connection,
+    organization_id: str,
+    *,
+    customer_id: str | None = None,
+    limit: int = 100,
+    after: str | None = None,
+) -> list[Subscription]:
+    query = _joined().where(t.subscriptions.c.organization_id == organization_id)
+    if customer_id is not None:
+        query = query.where(t.subscriptions.c.customer_id == customer_id)
+    if after is not None:
+        query = query.where(t.subscriptions.c.id > after)
+    rows = conn.execute(query.order_by(t.subscriptions.c.id).limit(limit)).all()
+    return [subscription_from_row(row) for row in rows]
+
+
+def subscriptions_charging(
+    conn: Connection, organization_id: str, customer_ids: set[str]
+) -> dict[str, list[tuple[Subscription, set[str]]]]:
+    """Per customer: its subscriptions with the meter ids each one's plan charges."""
+    if not customer_ids:
+        return {}
+    rows = conn.execute(
+        _joined().where(
+            t.subscriptions.c.organization_id == organization_id,
+            t.subscriptions.c.customer_id.in_(customer_ids),
+        )
+    ).all()
+    subs = [subscription_from_row(row) for row in rows]
+    plan_ids = {s.plan_id for s in subs}
+    meters_of: dict[str, set[str]] = {}
+    if plan_ids:
+        for row in conn.execute(
+            select(t.plan_meters.c.plan_id, t.plan_meters.c.meter_id).where(
+                t.plan_meters.c.organization_id == organization_id,
+                t.plan_meters.c.plan_id.in_(plan_ids),
+            )
+        ):
+            meters_of.setdefault(row.plan_id, set()).add(row.meter_id)
+    result: dict[str, list[tuple[Subscription, set[str]]]] = {}
+    for sub in subs:
+        result.setdefault(sub.customer_id, []).append((sub, meters_of.get(sub.plan_id, set())))
+    return result
+
+
+def cancel_subscription(
+    conn: Connection,
+    organization_id: str,
+    subscription_id: str,
+    *,
+    at: datetime | None = None,
+    now: datetime,
+) -> Subscription:
+    """End the subscription at `at` (default now). Its last period ends there."""
+    sub = get_subscription(conn, organization_id, subscription_id)
+    when = now if at is None else ensure_utc(at)
+    if sub.ends_at is not None and sub.ends_at <= now:
+        raise Conflict("the subscription has already ended", code="subscription_ended")
+    if when < now:
+        raise InvalidInput(
+            "a subscription cannot be canceled in the past",
+            details=[{"field": "at", "message": "must not be before now"}],
+        )
+    if sub.ends_at is not None and when > sub.ends_at:
+        raise InvalidInput(
+            "the subscription already ends earlier",
+            details=[{"field": "at", "message": "must not be after ends_at"}],
+        )
+    ends_at = max(when, sub.starts_at)
+    conn.execute(
+        t.subscriptions.update()
+        .where(
+            t.subscriptions.c.organization_id == organization_id,
+            t.subscriptions.c.id == sub.id,
+        )
+        .values(ends_at=ends_at, canceled_at=now)
+    )
+    return get_subscription(conn, organization_id, sub.id)
+
+
+def active_for_meter(
+    candidates: list[tuple[Subscription, set[str]]], meter_id: str, instant: datetime
+) -> Subscription | None:
+    """The subscription whose window contains `instant` and whose plan charges `meter_id`."""
+    matches = [s for s, meters in candidates if meter_id in meters and s.in_window(instant)]
+    if not matches:
+        return None
+    return sorted(matches, key=lambda s: (s.starts_at, s.id))[-1]

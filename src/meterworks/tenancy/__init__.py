@@ -1,0 +1,1 @@
+"""Organizations (tenants), their API keys and partner keys, and authentication."""

@@ -1,0 +1,386 @@
+"""Validating a batch of usage events as a whole, before anything is written.
+
+Every transport (native API, facades) hands events here in the native shape; any invalid event
+refuses the whole batch with per-index errors, so a refused batch writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from meterworks.catalog.meters import Aggregation, Meter, meters_by_ref
+from meterworks.db import tables as t
+from meterworks.errors import InvalidInput
+from meterworks.kit.decimals import DecimalInputError, format_decimal, parse_decimal
+from meterworks.kit.instants import parse_instant, to_micros
+from meterworks.subscriptions.service import (
+    Subscription,
+    active_for_meter,
+    subscriptions_by_id,
+    subscriptions_charging,
+)
+
+MAX_KEY_LENGTH = 255
+MAX_PROPERTIES_BYTES = 16 * 1024
+SOURCES = frozenset({"native", "salesbricks", "gradient", "saaslogic"})
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A validated event, resolved to its subscription and meter, ready for the ledger."""
+
+    idempotency_key: str
+    subscription: Subscription
+    meter: Meter
+    ts_us: int
+    operation: str
+    quantity: Decimal
+    properties: dict[str, Any] | None
+    source: str
+    payload_hash: str
+
+    @property
+    def unique_value(self) -> str | None:
+        if self.meter.aggregation is not Aggregation.UNIQUE_COUNT or self.meter.property is None:
+            return None
+        return property_value(self.properties, self.meter.property)
+
+
+def property_value(properties: dict[str, Any] | None, name: str) -> str | None:
+    """The `unique_count` value of an event, as a string; None when absent."""
+    if not properties or name not in properties:
+        return None
+    value = properties[name]
+    if value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal | int):
+        return format_decimal(Decimal(value))
+    return str(value)[:255]
+
+
+def payload_hash(
+    subscription_id: str,
+    meter_id: str,
+    ts_us: int,
+    operation: str,
+    quantity: Decimal,
+    properties: dict[str, Any] | None,
+) -> str:
+    canonical = json.dumps(
+        [subscription_id, meter_id, ts_us, operation, format_decimal(quantity), properties],
+        sort_keys=True,
+        separators=(",", ":"),
+        default=lambda v: format_decimal(v) if isinstance(v, Decimal) else str(v),
+    )
+    return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, index: int, field: str, code: str, message: str) -> None:
+        self.items.append({"index": index, "field": field, "code": code, "message": message})
+
+
+@dataclass(slots=True)
+class _Draft:
+    index: int
+    key: str
+    meter_ref: str
+    ts: datetime
+    operation: str
+    quantity: Decimal | None
+    properties: dict[str, Any] | None
+    subscription_id: str | None
+    customer_id: str | None
+    external_customer_id: str | None
+
+
+def _text(raw: dict[str, Any], name: str) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return format_decimal(Decimal(value))
+    if isinstance(value, str):
+        return value
+    return None
+
+
+def _parse_one(index: int, raw: Any, errors: _Errors) -> _Draft | None:
+    if not isinstance(raw, dict):
+        errors.add(index, "", "invalid_event", "each event must be an object")
+        return None
+    before = len(errors.items)
+    key = raw.get("idempotency_key")
+    if not isinstance(key, str) or not key.strip():
+        errors.add(index, "idempotency_key", "missing_field", "idempotency_key is required")
+    elif len(key) > MAX_KEY_LENGTH:
+        errors.add(index, "idempotency_key", "invalid_field", "at most 255 characters")
+    meter_ref = raw.get("meter")
+    if not isinstance(meter_ref, str) or not meter_ref:
+        errors.add(index, "meter", "missing_field", "meter (id or key) is required")
+    targets = [
+        name
+        for name in ("subscription_id", "customer_id", "external_customer_id")
+        if raw.get(name) is not None
+    ]
+    if len(targets) != 1:
+        errors.add(
+            index,
+            "subscription_id",
+            "missing_field" if not targets else "invalid_field",
+            "exactly one of subscription_id, customer_id, external_customer_id is required",
+        )
+    for name in targets:
+        if _text(raw, name) is None:
+            errors.add(index, name, "invalid_field", f"{name} must be a string")
+    ts_raw = raw.get("timestamp")
+    ts: datetime | None = None
+    if isinstance(ts_raw, datetime):
+        ts = ts_raw
+    elif isinstance(ts_raw, str):
+        try:
+            ts = parse_instant(ts_raw)
+        except ValueError:
+            errors.add(index, "timestamp", "invalid_field", "timestamp must be ISO-8601")
+    else:
+        errors.add(index, "timestamp", "missing_field", "timestamp (ISO-8601) is required")
+    operation = raw.get("operation", "add")
+    if operation not in ("add", "set"):
+        errors.add(index, "operation", "invalid_field", "operation must be `add` or `set`")
+    quantity: Decimal | None = None
+    if raw.get("quantity") is not None:
+        try:
+            quantity = parse_decimal(raw["quantity"])
+        except DecimalInputError as exc:
+            errors.add(index, "quantity", "invalid_quantity", f"quantity {exc}")
+    properties = raw.get("properties")
+    if properties is not None:
+        if not isinstance(properties, dict):
+            errors.add(index, "properties", "invalid_field", "properties must be an object")
+            properties = None
+        elif len(json.dumps(properties, default=str)) > MAX_PROPERTIES_BYTES:
+            errors.add(index, "properties", "properties_too_large", "properties exceed 16 KiB")
+    if len(errors.items) > before:
+        return None
+    assert isinstance(key, str) and isinstance(meter_ref, str) and ts is not None
+    return _Draft(
+        index=index,
+        key=key,
+        meter_ref=meter_ref,
+        ts=ts,
+        operation=str(operation),
+        quantity=quantity,
+        properties=properties,
+        subscription_id=_text(raw, "subscription_id"),
+        customer_id=_text(raw, "customer_id"),
+        external_customer_id=_text(raw, "external_customer_id"),
+    )
+
+
+def check_quantity(
+    meter: Meter, operation: str, quantity: Decimal | None, properties: dict[str, Any] | None
+) -> tuple[str, str, str] | None:
+    """What is wrong with this operation on this meter, as (field, code, message), or None."""
+    aggregation = meter.aggregation
+    if operation == "set" and not aggregation.is_level:
+        return (
+            "operation",
+            "operation_not_allowed",
+            f"`set` is not allowed on a `{aggregation.value}` meter; it counts `add` events",
+        )
+    if quantity is None:
+        if aggregation in (Aggregation.COUNT, Aggregation.UNIQUE_COUNT):
+            return None
+        return ("quantity", "missing_field", "quantity is required")
+    if quantity < 0 and (aggregation is Aggregation.SUM or operation == "set"):
+        return (
+            "quantity",
+            "negative_quantity",
+            "quantity must not be negative"
+            + (" on a `sum` meter" if aggregation is Aggregation.SUM else " for `set`"),
+        )
+    if aggregation is Aggregation.UNIQUE_COUNT:
+        assert meter.property is not None
+        if property_value(properties, meter.property) is None:
+            return (
+                "properties",
+                "missing_property",
+                f"properties.{meter.property} is required by this unique_count meter",
+            )
+    return None
+
+
+def prepare_batch(
+    conn: Connection,
+    organization_id: str,
+    raw_events: Any,
+    *,
+    source: str,
+    now: datetime,
+    max_events: int,
+    future_tolerance_seconds: int,
+) -> list[NewEvent]:
+    """Validate and resolve a whole batch; raise InvalidInput listing every bad event."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source}")
+    if not isinstance(raw_events, list) or not raw_events:
+        raise InvalidInput("`events` must be a non-empty list", code="invalid_batch", details=[])
+    if len(raw_events) > max_events:
+        raise InvalidInput(
+            f"a batch holds at most {max_events} events",
+            code="batch_too_large",
+            details={"max_events": max_events, "received": len(raw_events)},
+        )
+    errors = _Errors()
+    drafts = [d for i, raw in enumerate(raw_events) if (d := _parse_one(i, raw, errors))]
+
+    meters = meters_by_ref(conn, organization_id, {d.meter_ref for d in drafts})
+    subs = subscriptions_by_id(
+        conn, organization_id, {d.subscription_id for d in drafts if d.subscription_id}
+    )
+    customer_ids = {d.customer_id for d in drafts if d.customer_id}
+    external_ids = {d.external_customer_id for d in drafts if d.external_customer_id}
+    by_external: dict[str, str] = {}
+    if external_ids:
+        for row in conn.execute(
+            select(t.customers.c.id, t.customers.c.external_id).where(
+                t.customers.c.organization_id == organization_id,
+                t.customers.c.external_id.in_(external_ids),
+                t.customers.c.deleted_at.is_(None),
+            )
+        ):
+            by_external[row.external_id] = row.id
+    known_customers = set(by_external.values())
+    if customer_ids:
+        known_customers.update(
+            row.id
+            for row in conn.execute(
+                select(t.customers.c.id).where(
+                    t.customers.c.organization_id == organization_id,
+                    t.customers.c.id.in_(customer_ids),
+                    t.customers.c.deleted_at.is_(None),
+                )
+            )
+        )
+    candidates = subscriptions_charging(
+        conn, organization_id, customer_ids | set(by_external.values())
+    )
+    plan_meters: dict[str, set[str]] = {}
+    for pairs in candidates.values():
+        for sub, meter_ids in pairs:
+            plan_meters[sub.id] = meter_ids
+    missing_plans = {s.plan_id for s in subs.values() if s.id not in plan_meters}
+    if missing_plans:
+        meter_sets: dict[str, set[str]] = {}
+        for row in conn.execute(
+            select(t.plan_meters.c.plan_id, t.plan_meters.c.meter_id).where(
+                t.plan_meters.c.organization_id == organization_id,
+                t.plan_meters.c.plan_id.in_(missing_plans),
+            )
+        ):
+            meter_sets.setdefault(row.plan_id, set()).add(row.meter_id)
+        for sub in subs.values():
+            plan_meters.setdefault(sub.id, meter_sets.get(sub.plan_id, set()))
+
+    now_us = to_micros(now)
+    horizon_us = now_us + future_tolerance_seconds * 1_000_000
+    events: list[NewEvent] = []
+    for d in drafts:
+        meter = meters.get(d.meter_ref)
+        if meter is None:
+            errors.add(d.index, "meter", "meter_not_found", f"meter `{d.meter_ref}` not found")
+            continue
+        sub: Subscription | None = None
+        if d.subscription_id is not None:
+            sub = subs.get(d.subscription_id)
+            if sub is None:
+                errors.add(
+                    d.index,
+                    "subscription_id",
+                    "subscription_not_found",
+                    f"subscription `{d.subscription_id}` not found",
+                )
+                continue
+        else:
+            field = "customer_id" if d.customer_id else "external_customer_id"
+            customer_id = d.customer_id or by_external.get(d.external_customer_id or "")
+            if customer_id is None or customer_id not in known_customers:
+                errors.add(d.index, field, "customer_not_found", "customer not found")
+                continue
+            sub = active_for_meter(candidates.get(customer_id, []), meter.id, d.ts)
+            if sub is None:
+                errors.add(
+                    d.index,
+                    field,
+                    "no_active_subscription",
+                    "the customer has no subscription at that timestamp whose plan has meter "
+                    f"`{meter.key}`",
+                )
+                continue
+        if meter.id not in plan_meters.get(sub.id, set()):
+            errors.add(
+                d.index,
+                "meter",
+                "meter_not_in_plan",
+                f"the subscription's plan does not charge meter `{meter.key}`",
+            )
+            continue
+        ts_us = to_micros(d.ts)
+        if ts_us > horizon_us:
+            errors.add(
+                d.index,
+                "timestamp",
+                "timestamp_in_future",
+                f"timestamp is more than {future_tolerance_seconds} seconds in the future",
+            )
+            continue
+        if not sub.in_window(d.ts):
+            errors.add(
+                d.index,
+                "timestamp",
+                "outside_subscription_window",
+                "timestamp is outside the subscription's window [starts_at, ends_at)",
+            )
+            continue
+        problem = check_quantity(meter, d.operation, d.quantity, d.properties)
+        if problem is not None:
+            errors.add(d.index, *problem)
+            continue
+        quantity = d.quantity if d.quantity is not None else Decimal(1)
+        events.append(
+            NewEvent(
+                idempotency_key=d.key,
+                subscription=sub,
+                meter=meter,
+                ts_us=ts_us,
+                operation=d.operation,
+                quantity=quantity,
+                properties=d.properties,
+                source=source,
+                payload_hash=payload_hash(
+                    sub.id, meter.id, ts_us, d.operation, quantity, d.properties
+                ),
+            )
+        )
+    if errors.items:
+        errors.items.sort(key=lambda e: e["index"])
+        raise InvalidInput(
+            f"{len({e['index'] for e in errors.items})} of {len(raw_events)} events are not "
+            "valid; nothing was written",
+            code="invalid_batch",
+            details=errors.items,
+        )
+    return events

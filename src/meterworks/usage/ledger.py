@@ -1,0 +1,479 @@
+"""Ledger writes and rollup maintenance, inside the caller's transaction.
+
+Everything here runs in the writer's unit of work, after `lock_sequence` has taken the
+organization's sequence row: that lock is what makes dedupe-then-insert safe across processes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, delete, func, select
+from sqlalchemy.engine import Connection, Row
+
+from meterworks.catalog.meters import Aggregation, Meter
+from meterworks.db import tables as t
+from meterworks.db.dialect import excluded, insert_ignore, upsert
+from meterworks.errors import Conflict, MeterworksError
+from meterworks.subscriptions.service import Subscription
+from meterworks.usage.aggregations import ZERO, Entry, Rollup, apply, opened, recompute
+from meterworks.usage.ingest import NewEvent, property_value
+from meterworks.usage.periods import PeriodFinder
+
+# Bound on bound parameters per IN list (SQLite allows 32,766 in all).
+CHUNK = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    accepted: int = 0
+    duplicates: int = 0
+    error: MeterworksError | None = None
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def lock_sequence(conn: Connection, organization_id: str) -> int:
+    """Lock the organization's ledger sequence row and return the next free sequence number."""
+    query = (
+        select(t.ledger_sequences.c.next_seq)
+        .where(t.ledger_sequences.c.organization_id == organization_id)
+        .with_for_update()
+    )
+    value = conn.execute(query).scalar()
+    if value is None:
+        conn.execute(
+            insert_ignore(conn, t.ledger_sequences).values(
+                organization_id=organization_id, next_seq=1
+            )
+        )
+        value = conn.execute(query).scalar()
+    assert value is not None
+    return int(value)
+
+
+def advance_sequence(conn: Connection, organization_id: str, next_seq: int) -> None:
+    conn.execute(
+        t.ledger_sequences.update()
+        .where(t.ledger_sequences.c.organization_id == organization_id)
+        .values(next_seq=next_seq)
+    )
+
+
+def _known_hashes(conn: Connection, organization_id: str, keys: list[str]) -> dict[str, str]:
+    known: dict[str, str] = {}
+    for part in _chunks(keys):
+        for row in conn.execute(
+            select(t.usage_events.c.idempotency_key, t.usage_events.c.payload_hash).where(
+                t.usage_events.c.organization_id == organization_id,
+                t.usage_events.c.revision == 0,
+                t.usage_events.c.idempotency_key.in_(part),
+            )
+        ):
+            known[row.idempotency_key] = row.payload_hash
+    return known
+
+
+def append(
+    conn: Connection,
+    organization_id: str,
+    batches: Sequence[Sequence[NewEvent]],
+    received_at_us: int,
+) -> list[BatchOutcome]:
+    """Append the batches of one organization; a batch with a key conflict writes nothing.
+
+    A key already in the ledger with the same payload is a duplicate (counted once, ever);
+    with a different payload it is a conflict that refuses that batch whole.
+    """
+    next_seq = lock_sequence(conn, organization_id)
+    keys = list({e.idempotency_key for batch in batches for e in batch})
+    known = _known_hashes(conn, organization_id, keys)
+    outcomes: list[BatchOutcome] = []
+    fresh: list[tuple[NewEvent, int]] = []
+    for batch in batches:
+        pending: dict[str, str] = {}
+        conflicts: list[dict[str, Any]] = []
+        duplicates = 0
+        new: list[NewEvent] = []
+        for index, event in enumerate(batch):
+            key = event.idempotency_key
+            prior = pending.get(key, known.get(key))
+            if prior is None:
+                pending[key] = event.payload_hash
+                new.append(event)
+            elif prior == event.payload_hash:
+                duplicates += 1
+            else:
+                conflicts.append(
+                    {
+                        "index": index,
+                        "field": "idempotency_key",
+                        "code": "idempotency_conflict",
+                        "message": f"idempotency_key `{key}` was already used for a different "
+                        "event",
+                    }
+                )
+        if conflicts:
+            outcomes.append(
+                BatchOutcome(
+                    error=Conflict(
+                        "an idempotency key was reused with a different payload; nothing was "
+                        "written",
+                        code="idempotency_conflict",
+                        details=conflicts,
+                    )
+                )
+            )
+            continue
+        known.update(pending)
+        for event in new:
+            fresh.append((event, next_seq))
+            next_seq += 1
+        outcomes.append(BatchOutcome(accepted=len(new), duplicates=duplicates))
+    if fresh:
+        conn.execute(
+            t.usage_events.insert(),
+            [
+                {
+                    "organization_id": organization_id,
+                    "seq": seq,
+                    "idempotency_key": e.idempotency_key,
+                    "revision": 0,
+                    "kind": "event",
+                    "subscription_id": e.subscription.id,
+                    "meter_id": e.meter.id,
+                    "ts_us": e.ts_us,
+                    "operation": e.operation,
+                    "quantity": e.quantity,
+                    "properties": e.properties,
+                    "source": e.source,
+                    "received_at_us": received_at_us,
+                    "payload_hash": e.payload_hash,
+                }
+                for e, seq in fresh
+            ],
+        )
+        advance_sequence(conn, organization_id, next_seq)
+        update_rollups(conn, organization_id, fresh)
+    return outcomes
+
+
+# --- rollups -----------------------------------------------------------------------------------
+
+Pair = tuple[str, str]  # (subscription_id, meter_id)
+
+
+def _rollup_from_row(row: Row[Any]) -> Rollup:
+    return Rollup(
+        period_start_us=row.period_start_us,
+        event_count=row.event_count,
+        total=row.total,
+        opening_level=row.opening_level,
+        level=row.level,
+        max_level=row.max_level,
+        integral=row.integral,
+        last_ts_us=row.last_ts_us,
+        last_seq=row.last_seq,
+    )
+
+
+def load_rollups(
+    conn: Connection, organization_id: str, pairs: set[Pair], from_start_us: int
+) -> dict[Pair, dict[int, Rollup]]:
+    """Rollups of these pairs for periods starting at or after `from_start_us`."""
+    found: dict[Pair, dict[int, Rollup]] = defaultdict(dict)
+    if not pairs:
+        return found
+    subs = sorted({p[0] for p in pairs})
+    meters = sorted({p[1] for p in pairs})
+    r = t.usage_rollups.c
+    for part in _chunks(subs):
+        for row in conn.execute(
+            select(t.usage_rollups).where(
+                r.organization_id == organization_id,
+                r.subscription_id.in_(part),
+                r.meter_id.in_(meters),
+                r.period_start_us >= from_start_us,
+            )
+        ):
+            pair = (row.subscription_id, row.meter_id)
+            if pair in pairs:
+                found[pair][row.period_start_us] = _rollup_from_row(row)
+    return found
+
+
+def load_values(
+    conn: Connection, organization_id: str, pair: Pair, rollups: dict[int, Rollup]
+) -> None:
+    """Fill the distinct-value counts of unique_count rollups."""
+    if not rollups:
+        return
+    v = t.usage_rollup_values.c
+    for row in conn.execute(
+        select(v.period_start_us, v.value, v.occurrences).where(
+            v.organization_id == organization_id,
+            v.subscription_id == pair[0],
+            v.meter_id == pair[1],
+            v.period_start_us.in_(list(rollups)),
+        )
+    ):
+        rollups[row.period_start_us].values[row.value] = row.occurrences
+
+
+def latest_before(
+    conn: Connection, organization_id: str, pairs: set[Pair], before_us: int
+) -> dict[Pair, Rollup]:
+    """Per pair, its latest rollup for a period starting before `before_us` (carried level)."""
+    result: dict[Pair, Rollup] = {}
+    if not pairs:
+        return result
+    r = t.usage_rollups.c
+    subs = sorted({p[0] for p in pairs})
+    meters = sorted({p[1] for p in pairs})
+    for part in _chunks(subs):
+        latest = (
+            select(
+                r.subscription_id.label("sid"),
+                r.meter_id.label("mid"),
+                func.max(r.period_start_us).label("ps"),
+            )
+            .where(
+                r.organization_id == organization_id,
+                r.subscription_id.in_(part),
+                r.meter_id.in_(meters),
+                r.period_start_us < before_us,
+            )
+            .group_by(r.subscription_id, r.meter_id)
+            .subquery()
+        )
+        query = select(t.usage_rollups).join(
+            latest,
+            and_(
+                r.organization_id == organization_id,
+                r.subscription_id == latest.c.sid,
+                r.meter_id == latest.c.mid,
+                r.period_start_us == latest.c.ps,
+            ),
+        )
+        for row in conn.execute(query):
+            pair = (row.subscription_id, row.meter_id)
+            if pair in pairs:
+                result[pair] = _rollup_from_row(row)
+    return result
+
+
+def _row(organization_id: str, pair: Pair, rollup: Rollup) -> dict[str, Any]:
+    return {
+        "organization_id": organization_id,
+        "subscription_id": pair[0],
+        "meter_id": pair[1],
+        "period_start_us": rollup.period_start_us,
+        "event_count": rollup.event_count,
+        "total": rollup.total,
+        "opening_level": rollup.opening_level,
+        "level": rollup.level,
+        "max_level": rollup.max_level,
+        "integral": rollup.integral,
+        "last_ts_us": rollup.last_ts_us,
+        "last_seq": rollup.last_seq,
+        "distinct_count": rollup.distinct_count,
+    }
+
+
+_ROLLUP_KEY = ["organization_id", "subscription_id", "meter_id", "period_start_us"]
+_VALUE_KEY = [*_ROLLUP_KEY, "value"]
+
+
+def save_rollups(
+    conn: Connection, organization_id: str, changed: list[tuple[Pair, Rollup, bool]]
+) -> None:
+    """Upsert changed rollups; `True` in a tuple means its unique values are to be saved too."""
+    if not changed:
+        return
+    ex = excluded(conn, t.usage_rollups)
+    columns = [c.name for c in t.usage_rollups.columns if c.name not in _ROLLUP_KEY]
+    statement = upsert(conn, t.usage_rollups, _ROLLUP_KEY, {c: ex[c] for c in columns})
+    conn.execute(statement, [_row(organization_id, pair, rollup) for pair, rollup, _ in changed])
+    value_rows = [
+        {
+            "organization_id": organization_id,
+            "subscription_id": pair[0],
+            "meter_id": pair[1],
+            "period_start_us": rollup.period_start_us,
+            "value": value,
+            "occurrences": count,
+        }
+        for pair, rollup, with_values in changed
+        if with_values
+        for value, count in rollup.values.items()
+    ]
+    if value_rows:
+        vex = excluded(conn, t.usage_rollup_values)
+        conn.execute(
+            upsert(conn, t.usage_rollup_values, _VALUE_KEY, {"occurrences": vex.occurrences}),
+            value_rows,
+        )
+
+
+def update_rollups(
+    conn: Connection, organization_id: str, fresh: Sequence[tuple[NewEvent, int]]
+) -> None:
+    """Fold newly appended events into the running totals (same transaction as the events)."""
+    finders: dict[str, PeriodFinder] = {}
+    meters: dict[str, Meter] = {}
+    subs: dict[str, Subscription] = {}
+    by_pair: dict[Pair, list[tuple[int, Entry]]] = defaultdict(list)
+    for event, seq in fresh:
+        sub = event.subscription
+        finder = finders.get(sub.id)
+        if finder is None:
+            finder = finders[sub.id] = PeriodFinder(sub)
+        meters[event.meter.id] = event.meter
+        subs[sub.id] = sub
+        entry = Entry(event.ts_us, seq, event.operation, event.quantity, event.unique_value)
+        by_pair[(sub.id, event.meter.id)].append((finder.start_of(event.ts_us), entry))
+
+    min_start = min(start for items in by_pair.values() for start, _ in items)
+    loaded = load_rollups(conn, organization_id, set(by_pair), min_start)
+    level_pairs = {p for p in by_pair if meters[p[1]].aggregation.is_level}
+    without_rows = {p for p in level_pairs if not loaded.get(p)}
+    earlier = latest_before(conn, organization_id, without_rows, min_start)
+
+    changed: list[tuple[Pair, Rollup, bool]] = []
+    for pair, items in by_pair.items():
+        aggregation = meters[pair[1]].aggregation
+        rows = loaded.get(pair, {})
+        if aggregation is Aggregation.UNIQUE_COUNT:
+            load_values(conn, organization_id, pair, rows)
+        if aggregation.is_level:
+            items.sort(key=lambda item: (item[1].ts_us, item[1].seq))
+            frontier = rows[max(rows)] if rows else earlier.get(pair)
+            first_start, first = items[0]
+            in_order = frontier is None or (
+                first_start >= frontier.period_start_us
+                and (first.ts_us, first.seq) >= (frontier.last_ts_us, frontier.last_seq)
+            )
+            if not in_order:
+                rebuild_pair(conn, organization_id, subs[pair[0]], meters[pair[1]], first_start)
+                continue
+            current = frontier
+            touched: dict[int, Rollup] = {}
+            for start, entry in items:
+                rollup = rows.get(start)
+                if rollup is None:
+                    carried = current.level if current is not None else ZERO
+                    rollup = rows[start] = opened(start, aggregation, carried)
+                apply(rollup, entry, aggregation)
+                touched[start] = rollup
+                current = rollup
+            changed.extend((pair, rollup, False) for rollup in touched.values())
+        else:
+            touched = {}
+            for start, entry in items:
+                rollup = rows.get(start)
+                if rollup is None:
+                    rollup = rows[start] = opened(start, aggregation, ZERO)
+                apply(rollup, entry, aggregation)
+                touched[start] = rollup
+            with_values = aggregation is Aggregation.UNIQUE_COUNT
+            changed.extend((pair, rollup, with_values) for rollup in touched.values())
+    save_rollups(conn, organization_id, changed)
+
+
+# --- rebuilding from the ledger ----------------------------------------------------------------
+
+
+def live_entries(
+    conn: Connection,
+    organization_id: str,
+    subscription_id: str,
+    meter: Meter,
+    from_us: int = 0,
+    until_us: int | None = None,
+) -> list[Entry]:
+    """The live entries of one (subscription, meter): each key's highest revision, voids dropped.
+
+    An entry keeps the place of its key's first revision in the ledger order.
+    """
+    e = t.usage_events.c
+    query = select(
+        e.seq, e.idempotency_key, e.revision, e.kind, e.ts_us, e.operation, e.quantity,
+        e.properties,
+    ).where(
+        e.organization_id == organization_id,
+        e.subscription_id == subscription_id,
+        e.meter_id == meter.id,
+        e.ts_us >= from_us,
+    )  # fmt: skip
+    if until_us is not None:
+        query = query.where(e.ts_us < until_us)
+    first_seq: dict[str, int] = {}
+    latest: dict[str, Row[Any]] = {}
+    for row in conn.execute(query):
+        key = row.idempotency_key
+        if row.revision == 0:
+            first_seq[key] = row.seq
+        held = latest.get(key)
+        if held is None or row.revision > held.revision:
+            latest[key] = row
+    entries: list[Entry] = []
+    for key, row in latest.items():
+        if row.kind == "void":
+            continue
+        value = (
+            property_value(row.properties, meter.property)
+            if meter.aggregation is Aggregation.UNIQUE_COUNT and meter.property
+            else None
+        )
+        entries.append(
+            Entry(row.ts_us, first_seq.get(key, row.seq), row.operation, row.quantity, value)
+        )
+    return entries
+
+
+def recompute_pair(
+    conn: Connection,
+    organization_id: str,
+    subscription: Subscription,
+    meter: Meter,
+    from_start_us: int,
+) -> dict[int, Rollup]:
+    """What the rollups of one pair from `from_start_us` on must be, from the ledger alone."""
+    carried = ZERO
+    if meter.aggregation.is_level and from_start_us > 0:
+        pair = (subscription.id, meter.id)
+        before = latest_before(conn, organization_id, {pair}, from_start_us).get(pair)
+        carried = before.level if before is not None else Decimal(0)
+    entries = live_entries(conn, organization_id, subscription.id, meter, from_start_us)
+    finder = PeriodFinder(subscription)
+    return recompute(entries, meter.aggregation, finder.start_of, carried)
+
+
+def rebuild_pair(
+    conn: Connection,
+    organization_id: str,
+    subscription: Subscription,
+    meter: Meter,
+    from_start_us: int,
+) -> None:
+    """Replace the stored rollups of one pair from `from_start_us` on with recomputed ones."""
+    rebuilt = recompute_pair(conn, organization_id, subscription, meter, from_start_us)
+    for table in (t.usage_rollup_values, t.usage_rollups):
+        conn.execute(
+            delete(table).where(
+                table.c.organization_id == organization_id,
+                table.c.subscription_id == subscription.id,
+                table.c.meter_id == meter.id,
+                table.c.period_start_us >= from_start_us,
+            )
+        )
+    pair = (subscription.id, meter.id)
+    with_values = meter.aggregation is Aggregation.UNIQUE_COUNT
+    save_rollups(conn, organization_id, [(pair, r, with_values) for r in rebuilt.values()])

@@ -1,0 +1,96 @@
+"""Reading usage: one subscription's quantities per meter for one period, from the rollups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from meterworks.catalog.meters import Aggregation, Meter, meters_by_ref
+from meterworks.catalog.plans import get_plan
+from meterworks.db import tables as t
+from meterworks.kit.instants import to_micros
+from meterworks.kit.periods import Period
+from meterworks.subscriptions.service import Subscription
+from meterworks.usage.aggregations import ZERO, Rollup, quantity
+from meterworks.usage.ledger import _rollup_from_row, latest_before, load_values
+
+
+@dataclass(frozen=True, slots=True)
+class MeterUsage:
+    meter: Meter
+    quantity: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodUsage:
+    subscription: Subscription
+    period: Period
+    # The instant the quantities count up to: `now` for a running period, else the period end.
+    until: datetime
+    meters: tuple[MeterUsage, ...]
+
+
+def charged_meters(
+    conn: Connection, organization_id: str, subscription: Subscription
+) -> list[Meter]:
+    plan = get_plan(conn, organization_id, subscription.plan_id)
+    ids = [c.meter_id for c in plan.usage_charges]
+    found = meters_by_ref(conn, organization_id, set(ids))
+    return [found[i] for i in ids if i in found]
+
+
+def usage_for_period(
+    conn: Connection,
+    organization_id: str,
+    subscription: Subscription,
+    period: Period,
+    *,
+    now: datetime,
+    meters: list[Meter] | None = None,
+) -> PeriodUsage:
+    """Quantities of `period` per meter; a running period counts up to `now`."""
+    meters = charged_meters(conn, organization_id, subscription) if meters is None else meters
+    start_us = to_micros(period.start)
+    until = min(period.end, max(now, period.start))
+    until_us = to_micros(until)
+    r = t.usage_rollups.c
+    rows: dict[str, Rollup] = {}
+    if meters:
+        for row in conn.execute(
+            select(t.usage_rollups).where(
+                r.organization_id == organization_id,
+                r.subscription_id == subscription.id,
+                r.meter_id.in_([m.id for m in meters]),
+                r.period_start_us == start_us,
+            )
+        ):
+            rows[row.meter_id] = _rollup_from_row(row)
+    carried: dict[str, Decimal] = {}
+    missing = {
+        (subscription.id, m.id) for m in meters if m.aggregation.is_level and m.id not in rows
+    }
+    if missing:
+        for pair, rollup in latest_before(conn, organization_id, missing, start_us).items():
+            carried[pair[1]] = rollup.level
+    result = []
+    for meter in meters:
+        rollup = rows.get(meter.id)
+        if rollup is not None and meter.aggregation is Aggregation.UNIQUE_COUNT:
+            load_values(conn, organization_id, (subscription.id, meter.id), {start_us: rollup})
+        result.append(
+            MeterUsage(
+                meter,
+                quantity(
+                    rollup,
+                    meter.aggregation,
+                    period_start_us=start_us,
+                    until_us=until_us,
+                    carried_level=carried.get(meter.id, ZERO),
+                ),
+            )
+        )
+    return PeriodUsage(subscription, period, until, tuple(result))

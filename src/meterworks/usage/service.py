@@ -1,0 +1,97 @@
+"""The usage service every transport calls: record events, correct them, read usage."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from meterworks.config import Settings
+from meterworks.db.engine import Database
+from meterworks.kit.clock import Clock
+from meterworks.kit.instants import to_micros
+from meterworks.usage.corrections import _UNSET, LedgerEvent, correct
+from meterworks.usage.ingest import NewEvent, prepare_batch
+from meterworks.usage.ledger import BatchOutcome
+from meterworks.usage.writer import LedgerWriter
+
+UNSET: Any = _UNSET
+# How long a caller waits for its batch to commit before giving up (the write may still land;
+# a retry with the same idempotency keys is then answered as duplicates).
+COMMIT_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+
+
+class UsageService:
+    def __init__(
+        self, db: Database, writer: LedgerWriter, clock: Clock, settings: Settings
+    ) -> None:
+        self.db = db
+        self.writer = writer
+        self.clock = clock
+        self.settings = settings
+
+    def prepare(self, organization_id: str, raw_events: Any, *, source: str) -> list[NewEvent]:
+        """Validate and resolve a batch (reads only); raises InvalidInput for the whole batch."""
+        with self.db.read() as conn:
+            return prepare_batch(
+                conn,
+                organization_id,
+                raw_events,
+                source=source,
+                now=self.clock.now(),
+                max_events=self.settings.max_events_per_batch,
+                future_tolerance_seconds=self.settings.future_tolerance_seconds,
+            )
+
+    def record(
+        self, organization_id: str, raw_events: Any, *, source: str, rebuild_view: bool = True
+    ) -> IngestResult:
+        events = self.prepare(organization_id, raw_events, source=source)
+        future = self.writer.submit_events(organization_id, events, rebuild_view=rebuild_view)
+        return _result(future.result(timeout=COMMIT_TIMEOUT_S))
+
+    async def record_async(
+        self, organization_id: str, raw_events: Any, *, source: str, rebuild_view: bool = True
+    ) -> IngestResult:
+        events = await asyncio.to_thread(self.prepare, organization_id, raw_events, source=source)
+        future = self.writer.submit_events(organization_id, events, rebuild_view=rebuild_view)
+        outcome = await asyncio.wait_for(asyncio.wrap_future(future), COMMIT_TIMEOUT_S)
+        return _result(outcome)
+
+    def amend(
+        self,
+        organization_id: str,
+        key: str,
+        *,
+        quantity: Any = UNSET,
+        properties: Any = UNSET,
+        source: str,
+    ) -> LedgerEvent:
+        return self._correct(
+            organization_id, key, void=False, quantity=quantity, properties=properties,
+            source=source,
+        )  # fmt: skip
+
+    def void(self, organization_id: str, key: str, *, source: str) -> LedgerEvent:
+        return self._correct(organization_id, key, void=True, source=source)
+
+    def _correct(self, organization_id: str, key: str, **kwargs: Any) -> LedgerEvent:
+        received_at_us = to_micros(self.clock.now())
+
+        def run(conn: Any) -> tuple[LedgerEvent, set[str]]:
+            event = correct(conn, organization_id, key, received_at_us=received_at_us, **kwargs)
+            return event, {event.subscription_id}
+
+        future = self.writer.submit_job(organization_id, run)
+        result: LedgerEvent = future.result(timeout=COMMIT_TIMEOUT_S)
+        return result
+
+
+def _result(outcome: BatchOutcome) -> IngestResult:
+    return IngestResult(accepted=outcome.accepted, duplicates=outcome.duplicates)

@@ -1,0 +1,217 @@
+"""The one ingestion path: a writer thread that group-commits.
+
+Every write of usage (native API, every facade, the CLI) is submitted here. The writer gathers
+what concurrent requests have queued, writes it in ONE transaction (events, sequence and running
+totals together) and answers each request only after that transaction has committed: durable
+before acknowledged. A batch refused at write time (an idempotency conflict) writes nothing while
+the rest of its group commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from meterworks.db.engine import Database
+from meterworks.errors import MeterworksError, Unavailable
+from meterworks.kit.clock import Clock
+from meterworks.kit.instants import to_micros
+from meterworks.usage.ingest import NewEvent
+from meterworks.usage.ledger import BatchOutcome, append
+
+log = logging.getLogger("meterworks.writer")
+
+# Called inside the commit's transaction with (connection, organization id, ids of the
+# subscriptions whose usage changed and whose billing view is to be rebuilt).
+InTransactionHook = Callable[[Connection, str, set[str]], None]
+
+
+@dataclass(slots=True)
+class _Append:
+    organization_id: str
+    events: list[NewEvent]
+    rebuild_view: bool
+    future: Future[BatchOutcome] = field(default_factory=Future)
+
+
+# A job returns its answer and the ids of the subscriptions whose usage it changed.
+Job = Callable[[Connection], tuple[Any, set[str]]]
+
+
+@dataclass(slots=True)
+class _Job:
+    organization_id: str
+    run: Job
+    future: Future[Any] = field(default_factory=Future)
+
+
+_STOP = object()
+
+
+class LedgerWriter:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        gather_ms: float = 1.5,
+        max_events: int = 50_000,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self._gather_s = gather_ms / 1000
+        self._max_events = max_events
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._hooks: list[InTransactionHook] = []
+        self._lock = threading.Lock()
+        self._concurrent = False
+        self.commits = 0
+
+    def add_hook(self, hook: InTransactionHook) -> None:
+        self._hooks.append(hook)
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join(timeout=30)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def submit_events(
+        self, organization_id: str, events: list[NewEvent], *, rebuild_view: bool = True
+    ) -> Future[BatchOutcome]:
+        item = _Append(organization_id, events, rebuild_view)
+        self._enqueue(item)
+        return item.future
+
+    def submit_job(self, organization_id: str, run: Job) -> Future[Any]:
+        """Run `run(connection)` in the writer's transaction (used by corrections)."""
+        item = _Job(organization_id, run)
+        self._enqueue(item)
+        return item.future
+
+    def _enqueue(self, item: _Append | _Job) -> None:
+        if self._thread is None:
+            raise Unavailable("the ledger writer is not running")
+        self._queue.put(item)
+
+    # -- the writer thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            group: list[_Append | _Job] = [first]  # type: ignore[list-item]
+            size = _size(group[0])
+            deadline = time.monotonic() + (self._gather_s if self._concurrent else 0)
+            while size < self._max_events:
+                try:
+                    timeout = deadline - time.monotonic()
+                    item = (
+                        self._queue.get(timeout=timeout)
+                        if timeout > 0
+                        else self._queue.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                group.append(item)  # type: ignore[arg-type]
+                size += _size(item)  # type: ignore[arg-type]
+            # Only wait to gather when requests are arriving together.
+            self._concurrent = len(group) > 1
+            self._commit(group)
+
+    def _commit(self, group: list[_Append | _Job]) -> None:
+        try:
+            results = self._write(group)
+        except Unavailable as exc:
+            for item in group:
+                item.future.set_exception(exc)
+            return
+        except Exception as exc:
+            if len(group) > 1:
+                # Isolate the item that failed: the others must not suffer for it.
+                for item in group:
+                    self._commit([item])
+                return
+            log.exception("ledger write failed")
+            group[0].future.set_exception(
+                exc if isinstance(exc, MeterworksError) else Unavailable("the write failed")
+            )
+            return
+        self.commits += 1
+        for item, (ok, value) in zip(group, results, strict=True):
+            if ok:
+                item.future.set_result(value)
+            else:
+                item.future.set_exception(value)
+
+    def _write(self, group: list[_Append | _Job]) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = [(False, None)] * len(group)
+        received_at_us = to_micros(self.clock.now())
+        appends: dict[str, list[int]] = {}
+        for position, item in enumerate(group):
+            if isinstance(item, _Append):
+                appends.setdefault(item.organization_id, []).append(position)
+        with self.db.transaction() as conn:
+            touched: dict[str, set[str]] = {}
+            # Sorted, so two processes lock organizations in the same order (no deadlock).
+            for organization_id in sorted(appends):
+                positions = appends[organization_id]
+                batches = [group[p].events for p in positions]  # type: ignore[union-attr]
+                outcomes = append(conn, organization_id, batches, received_at_us)
+                for position, outcome in zip(positions, outcomes, strict=True):
+                    item = group[position]
+                    assert isinstance(item, _Append)
+                    if outcome.error is not None:
+                        results[position] = (False, outcome.error)
+                        continue
+                    results[position] = (True, outcome)
+                    if item.rebuild_view and outcome.accepted:
+                        touched.setdefault(organization_id, set()).update(
+                            e.subscription.id for e in item.events
+                        )
+            for position, item in enumerate(group):
+                if not isinstance(item, _Job):
+                    continue
+                savepoint = conn.begin_nested()
+                try:
+                    value, subscription_ids = item.run(conn)
+                except MeterworksError as exc:
+                    savepoint.rollback()
+                    results[position] = (False, exc)
+                    continue
+                savepoint.commit()
+                results[position] = (True, value)
+                touched.setdefault(item.organization_id, set()).update(subscription_ids)
+            for organization_id, subscription_ids in touched.items():
+                for hook in self._hooks:
+                    hook(conn, organization_id, subscription_ids)
+        return results
+
+
+def _size(item: _Append | _Job) -> int:
+    return len(item.events) if isinstance(item, _Append) else 1
