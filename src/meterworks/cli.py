@@ -192,7 +192,7 @@ def demo(db: DbOption = None) -> None:
                         plan_id=plan.id,
                         starts_at=start,
                         now=now,
-                    )  # fmt: skip
+                    )
                 )
         writer = LedgerWriter(database, clock)
         writer.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 DEFAULT_SQLITE_URL = "sqlite:///./meterworks.db"
@@ -43,7 +44,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     base = Settings()
     values: dict[str, object] = {}
-    casts = {
+    casts: dict[str, Callable[[str], object]] = {
         "database_url": str,
         "host": str,
         "port": int,

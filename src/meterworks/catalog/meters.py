@@ -151,7 +151,8 @@ def update_meter(
     metadata: dict[str, Any] | None = None,
     now: datetime,
 ) -> Meter:
-    """Names and descriptions may change; key, unit and aggregation never do (the ledger uses them)."""
+    """Names and descriptions may change; key, unit and aggregation never do (the ledger
+    relies on them)."""
     meter = get_meter(conn, organization_id, meter_id)
     values: dict[str, Any] = {"updated_at": now}
     if name is not None:

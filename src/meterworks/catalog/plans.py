@@ -1,4 +1,4 @@
-"""Plans: a currency, an interval, fixed charges (billed in advance) and usage charges (in arrears)."""
+"""Plans: a currency, an interval, fixed charges (in advance) and usage charges (in arrears)."""
 
 from __future__ import annotations
 
@@ -159,7 +159,7 @@ def parse_charges(raw: Any, meters: dict[str, Meter], problems: _Problems) -> tu
                 problems.add(f"{where}.meter", "a plan charges each meter at most once")
             seen_meters.add(meter.id)
             try:
-                model = PricingModel(item.get("model"))
+                model = PricingModel(str(item.get("model")))
             except ValueError:
                 problems.add(
                     f"{where}.model", "must be one of " + ", ".join(m.value for m in PricingModel)

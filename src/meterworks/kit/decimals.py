@@ -37,10 +37,10 @@ def parse_decimal(value: Any) -> Decimal:
         raise DecimalInputError("must be a decimal number (string or JSON number)")
     if not number.is_finite():
         raise DecimalInputError("must be a finite number")
-    sign, digits, exponent = number.as_tuple()
+    _, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)
-    scale = -exponent if exponent < 0 else 0
-    integer_digits = len(digits) + exponent if exponent < 0 else len(digits) + exponent
+    scale = max(0, -exponent)
+    integer_digits = len(digits) + exponent
     if scale > MAX_SCALE or integer_digits > MAX_DIGITS - MAX_SCALE:
         raise DecimalInputError(
             f"must have at most {MAX_DIGITS - MAX_SCALE} integer digits and {MAX_SCALE} decimals"

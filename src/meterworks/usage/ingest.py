@@ -175,7 +175,9 @@ def _parse_one(index: int, raw: Any, errors: _Errors) -> _Draft | None:
             errors.add(index, "properties", "properties_too_large", "properties exceed 16 KiB")
     if len(errors.items) > before:
         return None
-    assert isinstance(key, str) and isinstance(meter_ref, str) and ts is not None
+    assert isinstance(key, str)
+    assert isinstance(meter_ref, str)
+    assert ts is not None
     return _Draft(
         index=index,
         key=key,
@@ -303,10 +305,10 @@ def prepare_batch(
         if meter is None:
             errors.add(d.index, "meter", "meter_not_found", f"meter `{d.meter_ref}` not found")
             continue
-        sub: Subscription | None = None
+        found: Subscription | None
         if d.subscription_id is not None:
-            sub = subs.get(d.subscription_id)
-            if sub is None:
+            found = subs.get(d.subscription_id)
+            if found is None:
                 errors.add(
                     d.index,
                     "subscription_id",
@@ -320,8 +322,8 @@ def prepare_batch(
             if customer_id is None or customer_id not in known_customers:
                 errors.add(d.index, field, "customer_not_found", "customer not found")
                 continue
-            sub = active_for_meter(candidates.get(customer_id, []), meter.id, d.ts)
-            if sub is None:
+            found = active_for_meter(candidates.get(customer_id, []), meter.id, d.ts)
+            if found is None:
                 errors.add(
                     d.index,
                     field,
@@ -330,6 +332,7 @@ def prepare_batch(
                     f"`{meter.key}`",
                 )
                 continue
+        sub = found
         if meter.id not in plan_meters.get(sub.id, set()):
             errors.add(
                 d.index,

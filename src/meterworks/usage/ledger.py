@@ -415,7 +415,7 @@ def live_entries(
     if until_us is not None:
         query = query.where(e.ts_us < until_us)
     first_seq: dict[str, int] = {}
-    latest: dict[str, Row[Any]] = {}
+    latest: dict[str, Any] = {}
     for row in conn.execute(query):
         key = row.idempotency_key
         if row.revision == 0:

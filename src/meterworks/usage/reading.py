@@ -78,14 +78,14 @@ def usage_for_period(
             carried[pair[1]] = rollup.level
     result = []
     for meter in meters:
-        rollup = rows.get(meter.id)
-        if rollup is not None and meter.aggregation is Aggregation.UNIQUE_COUNT:
-            load_values(conn, organization_id, (subscription.id, meter.id), {start_us: rollup})
+        stored = rows.get(meter.id)
+        if stored is not None and meter.aggregation is Aggregation.UNIQUE_COUNT:
+            load_values(conn, organization_id, (subscription.id, meter.id), {start_us: stored})
         result.append(
             MeterUsage(
                 meter,
                 quantity(
-                    rollup,
+                    stored,
                     meter.aggregation,
                     period_start_us=start_us,
                     until_us=until_us,
