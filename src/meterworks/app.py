@@ -18,6 +18,7 @@ from meterworks.config import Settings
 from meterworks.db.engine import Database
 from meterworks.db.migrate import upgrade
 from meterworks.errors import PayloadTooLarge
+from meterworks.facades import mount_facades
 from meterworks.kit.clock import Clock, SystemClock
 from meterworks.tenancy.service import Authenticator
 from meterworks.usage.service import UsageService
@@ -109,5 +110,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             conn.execute(text("SELECT 1"))
         return JSONResponse({"status": "ok", "database": ctx.db.dialect})
 
+    mount_facades(app, context)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
