@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
+
+from sqlalchemy.engine import Connection
 
 from meterworks.config import Settings
 from meterworks.db.engine import Database
+from meterworks.errors import InvalidInput
 from meterworks.kit.clock import Clock
 from meterworks.kit.instants import to_micros
 from meterworks.usage.corrections import _UNSET, LedgerEvent, correct
@@ -19,6 +23,11 @@ UNSET: Any = _UNSET
 # How long a caller waits for its batch to commit before giving up (the write may still land;
 # a retry with the same idempotency keys is then answered as duplicates).
 COMMIT_TIMEOUT_S = 60.0
+
+
+# A guard sees a validated batch before it is written and names the events it refuses, as
+# `{index, field, code, message}` items (e.g. billing refusing usage for a finalized period).
+IngestGuard = Callable[[Connection, str, list[NewEvent]], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +44,12 @@ class UsageService:
         self.writer = writer
         self.clock = clock
         self.settings = settings
+        self.guards: list[IngestGuard] = []
 
     def prepare(self, organization_id: str, raw_events: Any, *, source: str) -> list[NewEvent]:
         """Validate and resolve a batch (reads only); raises InvalidInput for the whole batch."""
         with self.db.read() as conn:
-            return prepare_batch(
+            events = prepare_batch(
                 conn,
                 organization_id,
                 raw_events,
@@ -48,6 +58,18 @@ class UsageService:
                 max_events=self.settings.max_events_per_batch,
                 future_tolerance_seconds=self.settings.future_tolerance_seconds,
             )
+            refused = [
+                item for guard in self.guards for item in guard(conn, organization_id, events)
+            ]
+        if refused:
+            refused.sort(key=lambda item: item["index"])
+            raise InvalidInput(
+                f"{len({i['index'] for i in refused})} of {len(events)} events are not valid; "
+                "nothing was written",
+                code="invalid_batch",
+                details=refused,
+            )
+        return events
 
     def record(
         self, organization_id: str, raw_events: Any, *, source: str, rebuild_view: bool = True
