@@ -28,6 +28,11 @@ class Settings:
     billing_grace_seconds: int = 3600
     scheduler_enabled: bool = True
     scheduler_interval_seconds: float = 30.0
+    # Lifetime of the bearer tokens the Saaslogic facade issues for an access/secret key pair.
+    saaslogic_token_seconds: int = 3600
+    # HMAC key for issued tokens; unset, one is generated once and kept in the database, so
+    # tokens survive restarts and are accepted by every process over the same database.
+    token_signing_secret: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -58,6 +63,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         "billing_grace_seconds": int,
         "scheduler_enabled": _bool,
         "scheduler_interval_seconds": float,
+        "saaslogic_token_seconds": int,
+        "token_signing_secret": str,
     }
     for name, cast in casts.items():
         raw = env.get(f"METERWORKS_{name.upper()}")
