@@ -286,6 +286,16 @@ leases = Table(
     Column("expires_at", UTCDateTime(), nullable=False),
 )
 
+# Secrets of the server itself, not of a tenant (e.g. the key signing issued tokens): kept here
+# so every process over this database agrees on them and they survive restarts.
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
 __all__ = [
     "api_keys",
     "billing_view_requests",
@@ -299,6 +309,7 @@ __all__ = [
     "partners",
     "plan_meters",
     "plans",
+    "server_secrets",
     "subscriptions",
     "usage_events",
     "usage_rollup_values",

@@ -59,6 +59,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name", name=op.f("pk_leases")),
     )
     op.create_table(
+        "server_secrets",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.String(length=255), nullable=False),
+        sa.Column("created_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_server_secrets")),
+    )
+    op.create_table(
         "ledger_sequences",
         sa.Column("organization_id", sa.String(length=40), nullable=False),
         sa.Column("next_seq", sa.BigInteger(), nullable=False),
@@ -376,6 +383,7 @@ def downgrade() -> None:
     op.drop_table("usage_events")
     op.drop_table("organizations")
     op.drop_table("ledger_sequences")
+    op.drop_table("server_secrets")
     op.drop_table("leases")
     op.drop_table("idempotency_records")
     with op.batch_alter_table("billing_view_requests", schema=None) as batch_op:
