@@ -33,6 +33,8 @@ class Settings:
     # HMAC key for issued tokens; unset, one is generated once and kept in the database, so
     # tokens survive restarts and are accepted by every process over the same database.
     token_signing_secret: str | None = None
+    # Gradient facade: requests per second per GRADIENT-TOKEN, as the vendor limits; 0 turns it off.
+    gradient_rate_limit_per_second: float = 100.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -65,6 +67,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         "scheduler_interval_seconds": float,
         "saaslogic_token_seconds": int,
         "token_signing_secret": str,
+        "gradient_rate_limit_per_second": float,
     }
     for name, cast in casts.items():
         raw = env.get(f"METERWORKS_{name.upper()}")
