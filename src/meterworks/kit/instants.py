@@ -31,12 +31,15 @@ def parse_instant(text: str) -> datetime:
     if raw.endswith(("Z", "z")):
         raw = raw[:-1] + "+00:00"
     parsed = datetime.fromisoformat(raw)
-    return ensure_utc(parsed)
+    try:
+        return ensure_utc(parsed)
+    except OverflowError as exc:
+        # Callers refuse bad input by catching ValueError; an offset near year 1 or 9999 is that.
+        raise ValueError(f"{text!r} is out of range in UTC") from exc
 
 
 def format_instant(value: datetime) -> str:
     """`2024-01-31T00:00:00Z`, with microseconds only when there are some."""
-    utc = ensure_utc(value)
-    if utc.microsecond:
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: strftime does not pad years before 1000 to four digits.
+    naive = ensure_utc(value).replace(tzinfo=None)
+    return naive.isoformat(timespec="microseconds" if naive.microsecond else "seconds") + "Z"
