@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import httpx
 import uvicorn
@@ -16,6 +17,9 @@ import uvicorn
 from meterworks.config import Settings
 from meterworks.db.engine import Database
 from meterworks.kit.clock import FrozenClock
+
+if TYPE_CHECKING:
+    from meterworks.api.context import AppContext
 
 # Where the test clock starts; tests move it with `server.clock.set(...)` or `.advance(...)`.
 TEST_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
@@ -29,6 +33,8 @@ class RunningServer:
     clock: FrozenClock
     db: Database
     settings: Settings
+    # The served application's own context (its writer, services); for tests that look inside.
+    context: AppContext | None = None
 
 
 @contextmanager
@@ -59,7 +65,9 @@ def serve(settings: Settings, db: Database, clock: FrozenClock) -> Iterator[Runn
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_healthy(base_url, thread, failures)
-        yield RunningServer(base_url=base_url, clock=clock, db=db, settings=settings)
+        yield RunningServer(
+            base_url=base_url, clock=clock, db=db, settings=settings, context=app.state.context
+        )
     finally:
         server.should_exit = True
         thread.join(SHUTDOWN_SECONDS)

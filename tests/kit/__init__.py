@@ -1,0 +1,1 @@
+"""Tests for the pure building blocks: periods, money, decimals, instants."""
