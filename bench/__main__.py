@@ -1,0 +1,104 @@
+"""`python -m bench [NAME ...]`: run benchmarks (default: the whole suite) and report them."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench import ingest, machine, report
+from bench.databases import DIALECTS, NoPostgres, postgres_server_url
+
+
+def _dialects(wanted: str) -> list[str]:
+    if wanted != "both":
+        if wanted == "postgresql":
+            postgres_server_url()
+        return [wanted]
+    try:
+        postgres_server_url()
+    except NoPostgres as exc:
+        print(f"note: PostgreSQL skipped. {exc}", file=sys.stderr)
+        return ["sqlite"]
+    return list(DIALECTS)
+
+
+def _ingest(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str:
+    scale = args.scale
+    options = ingest.IngestOptions(
+        subscriptions=args.subscriptions,
+        clients=args.clients,
+        small_events=int(200_000 * scale),
+        large_events=int(200_000 * scale),
+    )
+    runs = []
+    for dialect in dialects:
+        print(f"ingest on {dialect}: {options}", file=sys.stderr)
+        result = ingest.run(dialect, workdir, options)
+        print(f"  {result['verified']}", file=sys.stderr)
+        runs.append(result)
+    rows = [row for run in runs for row in ingest.table_rows(run)]
+    table = report.markdown(ingest.COLUMNS, rows)
+    _save("ingest", {"options": asdict(options), "runs": runs, "table": table})
+    return table
+
+
+_machine: dict[str, Any] = {}
+
+
+def _save(name: str, payload: dict[str, Any]) -> None:
+    path = report.write(name, {"machine": _machine, **payload})
+    print(f"  wrote {path}", file=sys.stderr)
+
+
+BENCHMARKS: dict[str, Callable[[argparse.Namespace, list[str], Path], str]] = {
+    "ingest": _ingest,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "names",
+        nargs="*",
+        choices=[*BENCHMARKS, []],
+        metavar="NAME",
+        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument("--dialect", choices=["both", *DIALECTS], default="both")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply the event counts (0.1 for a quick smoke run)")  # fmt: skip
+    parser.add_argument("--subscriptions", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    args = parser.parse_args(argv)
+    names = args.names or list(BENCHMARKS)
+    dialects = _dialects(args.dialect)
+    _machine.update(machine.describe())
+    print(f"machine: {machine.one_line(_machine)}", file=sys.stderr)
+    workdir = Path(tempfile.mkdtemp(prefix="meterworks-bench-"))
+    started = time.monotonic()
+    failed = False
+    try:
+        for name in names:
+            print(f"\n## {name}\n\n{BENCHMARKS[name](args, dialects, workdir)}\n", flush=True)
+    except BaseException:
+        failed = True
+        print(f"\nbenchmark failed; server logs kept in {workdir}", file=sys.stderr)
+        raise
+    finally:
+        if not failed and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"machine: {machine.one_line(_machine)}")
+    print(f"suite took {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
