@@ -108,6 +108,7 @@ trap 'exit 143' TERM
 chmod 755 "$workdir"
 [[ $(id -u) -ne 0 ]] || chown "$pg_user" "$workdir"
 
+# C.UTF-8 sorts text by code point, as SQLite does, so both dialects order strings alike.
 as_pg "$bindir/initdb" -D "$datadir" -U "$pg_user" -A trust --encoding=UTF8 --locale=C.UTF-8 \
     --no-sync >"$workdir/initdb.log" 2>&1 || {
     cat "$workdir/initdb.log" >&2
