@@ -286,6 +286,160 @@ leases = Table(
     Column("expires_at", UTCDateTime(), nullable=False),
 )
 
+# Invoices. `kind`: `period` (one per closed period: its usage in arrears, the next period's
+# fixed charges in advance), `opening` (the first period's fixed charges, at the start) or
+# `adjustment` (late usage of a subscription that has no next invoice). Money in minor units.
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("id", String(40), nullable=False),
+    Column("subscription_id", String(40), nullable=False),
+    Column("customer_id", String(40), nullable=False),
+    Column("kind", String(12), nullable=False),
+    Column("period_start", UTCDateTime(), nullable=False),
+    Column("period_end", UTCDateTime(), nullable=False),
+    # When it was due to be drafted; finalized at closes_at + the grace period.
+    Column("closes_at", UTCDateTime(), nullable=False),
+    Column("status", String(12), nullable=False),  # draft | finalized | paid | void
+    Column("currency", String(3), nullable=False),
+    # Gapless per organization, given at finalization and kept when voided.
+    Column("number", BigInteger, nullable=True),
+    Column("subtotal_minor", BigInteger, nullable=False),
+    Column("tax_minor", BigInteger, nullable=False),
+    Column("total_minor", BigInteger, nullable=False),
+    Column("tax_rate", ExactDecimal(), nullable=True),
+    Column("paid_minor", BigInteger, nullable=False),
+    # The organization's next ledger sequence when finalized: the invoice counts exactly the
+    # ledger entries below it, and any later entry for its period is late usage.
+    Column("ledger_watermark", BigInteger, nullable=True),
+    Column("issued_at", UTCDateTime(), nullable=True),
+    Column("due_at", UTCDateTime(), nullable=True),
+    Column("paid_at", UTCDateTime(), nullable=True),
+    Column("voided_at", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("organization_id", "id"),
+    ForeignKeyConstraint(
+        ["organization_id", "subscription_id"],
+        ["subscriptions.organization_id", "subscriptions.id"],
+    ),
+    Index(None, "organization_id", "subscription_id", "closes_at"),
+    Index(None, "organization_id", "customer_id"),
+    Index(None, "organization_id", "status", "closes_at"),
+    # One invoice per (subscription, period), one opening invoice per subscription: what makes
+    # a billing run safe to repeat and to run from several processes at once.
+    Index(
+        "uq_invoices_period",
+        "organization_id",
+        "subscription_id",
+        "period_start",
+        unique=True,
+        sqlite_where=text("kind = 'period'"),
+        postgresql_where=text("kind = 'period'"),
+    ),
+    Index(
+        "uq_invoices_opening",
+        "organization_id",
+        "subscription_id",
+        unique=True,
+        sqlite_where=text("kind = 'opening'"),
+        postgresql_where=text("kind = 'opening'"),
+    ),
+    UniqueConstraint("organization_id", "number"),
+)
+
+invoice_lines = Table(
+    "invoice_lines",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("invoice_id", String(40), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("subscription_id", String(40), nullable=False),
+    Column(
+        "type", String(24), nullable=False
+    ),  # fixed | usage | fixed_adjustment | usage_adjustment
+    # Which plan charge the line bills (`fixed/<index>` or `usage/<meter id>`) and for which
+    # service period: what reconciles adjustments with what was billed before.
+    Column("charge_ref", String(80), nullable=False),
+    Column("service_start", UTCDateTime(), nullable=False),
+    Column("service_end", UTCDateTime(), nullable=False),
+    Column("description", String(500), nullable=False),
+    Column("meter_id", String(40), nullable=True),
+    Column("quantity", ExactDecimal(), nullable=False),
+    Column("unit_price", ExactDecimal(), nullable=True),
+    # The exact amount beside the rounded one (minor units, half-up, rounded once here).
+    Column("exact_amount", ExactDecimal(), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("details", Json, nullable=False),
+    PrimaryKeyConstraint("organization_id", "invoice_id", "position"),
+    ForeignKeyConstraint(
+        ["organization_id", "invoice_id"], ["invoices.organization_id", "invoices.id"]
+    ),
+    Index(None, "organization_id", "subscription_id", "service_start"),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("id", String(40), nullable=False),
+    Column("invoice_id", String(40), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("paid_at", UTCDateTime(), nullable=False),
+    Column("reference", String(255), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("organization_id", "id"),
+    ForeignKeyConstraint(
+        ["organization_id", "invoice_id"], ["invoices.organization_id", "invoices.id"]
+    ),
+    Index(None, "organization_id", "invoice_id"),
+    # A payment retried with its reference is recorded once.
+    Index(
+        "uq_payments_reference",
+        "organization_id",
+        "invoice_id",
+        "reference",
+        unique=True,
+        sqlite_where=text("reference IS NOT NULL"),
+        postgresql_where=text("reference IS NOT NULL"),
+    ),
+)
+
+# The next invoice number per organization; its row lock makes numbering gapless.
+invoice_numbers = Table(
+    "invoice_numbers",
+    metadata,
+    Column("organization_id", String(40), primary_key=True),
+    Column("next_number", BigInteger, nullable=False),
+)
+
+# Subscriptions whose usage changed after one of their periods was finalized, from the earliest
+# instant changed: written in the ledger writer's transaction, consumed by the next invoice.
+billing_late_marks = Table(
+    "billing_late_marks",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("subscription_id", String(40), nullable=False),
+    Column("from_us", BigInteger, nullable=False),
+    Column("marked_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("organization_id", "subscription_id"),
+)
+
+# The billing view of each subscription: its current period priced, rebuilt (debounced) after
+# usage writes; `builds` counts rebuilds.
+billing_views = Table(
+    "billing_views",
+    metadata,
+    Column("organization_id", String(40), nullable=False),
+    Column("subscription_id", String(40), nullable=False),
+    Column("period_start", UTCDateTime(), nullable=False),
+    Column("built_at", UTCDateTime(), nullable=False),
+    Column("builds", BigInteger, nullable=False),
+    Column("body", Json, nullable=False),
+    PrimaryKeyConstraint("organization_id", "subscription_id"),
+)
+
 # Secrets of the server itself, not of a tenant (e.g. the key signing issued tokens): kept here
 # so every process over this database agrees on them and they survive restarts.
 server_secrets = Table(
@@ -298,15 +452,21 @@ server_secrets = Table(
 
 __all__ = [
     "api_keys",
+    "billing_late_marks",
     "billing_view_requests",
+    "billing_views",
     "customers",
     "idempotency_records",
+    "invoice_lines",
+    "invoice_numbers",
+    "invoices",
     "leases",
     "ledger_sequences",
     "metadata",
     "meters",
     "organizations",
     "partners",
+    "payments",
     "plan_meters",
     "plans",
     "server_secrets",

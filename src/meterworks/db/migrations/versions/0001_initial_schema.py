@@ -347,8 +347,209 @@ def upgrade() -> None:
             unique=False,
         )
 
+    op.create_table(
+        "invoices",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("subscription_id", sa.String(length=40), nullable=False),
+        sa.Column("customer_id", sa.String(length=40), nullable=False),
+        sa.Column("kind", sa.String(length=12), nullable=False),
+        sa.Column("period_start", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("period_end", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("closes_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("number", sa.BigInteger(), nullable=True),
+        sa.Column("subtotal_minor", sa.BigInteger(), nullable=False),
+        sa.Column("tax_minor", sa.BigInteger(), nullable=False),
+        sa.Column("total_minor", sa.BigInteger(), nullable=False),
+        sa.Column("tax_rate", meterworks.db.types.ExactDecimal(), nullable=True),
+        sa.Column("paid_minor", sa.BigInteger(), nullable=False),
+        sa.Column("ledger_watermark", sa.BigInteger(), nullable=True),
+        sa.Column("issued_at", meterworks.db.types.UTCDateTime(), nullable=True),
+        sa.Column("due_at", meterworks.db.types.UTCDateTime(), nullable=True),
+        sa.Column("paid_at", meterworks.db.types.UTCDateTime(), nullable=True),
+        sa.Column("voided_at", meterworks.db.types.UTCDateTime(), nullable=True),
+        sa.Column("created_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organization_id", "subscription_id"],
+            ["subscriptions.organization_id", "subscriptions.id"],
+            name=op.f("fk_invoices_organization_id_subscription_id_subscriptions"),
+        ),
+        sa.PrimaryKeyConstraint("organization_id", "id", name=op.f("pk_invoices")),
+        sa.UniqueConstraint(
+            "organization_id", "number", name=op.f("uq_invoices_organization_id_number")
+        ),
+    )
+    with op.batch_alter_table("invoices", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_invoices_organization_id_subscription_id_closes_at"),
+            ["organization_id", "subscription_id", "closes_at"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_invoices_organization_id_customer_id"),
+            ["organization_id", "customer_id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_invoices_organization_id_status_closes_at"),
+            ["organization_id", "status", "closes_at"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "uq_invoices_period",
+            ["organization_id", "subscription_id", "period_start"],
+            unique=True,
+            sqlite_where=sa.text("kind = 'period'"),
+            postgresql_where=sa.text("kind = 'period'"),
+        )
+        batch_op.create_index(
+            "uq_invoices_opening",
+            ["organization_id", "subscription_id"],
+            unique=True,
+            sqlite_where=sa.text("kind = 'opening'"),
+            postgresql_where=sa.text("kind = 'opening'"),
+        )
+
+    op.create_table(
+        "invoice_lines",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("invoice_id", sa.String(length=40), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("subscription_id", sa.String(length=40), nullable=False),
+        sa.Column("type", sa.String(length=24), nullable=False),
+        sa.Column("charge_ref", sa.String(length=80), nullable=False),
+        sa.Column("service_start", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("service_end", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("description", sa.String(length=500), nullable=False),
+        sa.Column("meter_id", sa.String(length=40), nullable=True),
+        sa.Column("quantity", meterworks.db.types.ExactDecimal(), nullable=False),
+        sa.Column("unit_price", meterworks.db.types.ExactDecimal(), nullable=True),
+        sa.Column("exact_amount", meterworks.db.types.ExactDecimal(), nullable=False),
+        sa.Column("amount_minor", sa.BigInteger(), nullable=False),
+        sa.Column(
+            "details",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["organization_id", "invoice_id"],
+            ["invoices.organization_id", "invoices.id"],
+            name=op.f("fk_invoice_lines_organization_id_invoice_id_invoices"),
+        ),
+        sa.PrimaryKeyConstraint(
+            "organization_id", "invoice_id", "position", name=op.f("pk_invoice_lines")
+        ),
+    )
+    with op.batch_alter_table("invoice_lines", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_invoice_lines_organization_id_subscription_id_service_start"),
+            ["organization_id", "subscription_id", "service_start"],
+            unique=False,
+        )
+
+    op.create_table(
+        "payments",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("invoice_id", sa.String(length=40), nullable=False),
+        sa.Column("amount_minor", sa.BigInteger(), nullable=False),
+        sa.Column("paid_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("reference", sa.String(length=255), nullable=True),
+        sa.Column("created_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organization_id", "invoice_id"],
+            ["invoices.organization_id", "invoices.id"],
+            name=op.f("fk_payments_organization_id_invoice_id_invoices"),
+        ),
+        sa.PrimaryKeyConstraint("organization_id", "id", name=op.f("pk_payments")),
+    )
+    with op.batch_alter_table("payments", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_payments_organization_id_invoice_id"),
+            ["organization_id", "invoice_id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "uq_payments_reference",
+            ["organization_id", "invoice_id", "reference"],
+            unique=True,
+            sqlite_where=sa.text("reference IS NOT NULL"),
+            postgresql_where=sa.text("reference IS NOT NULL"),
+        )
+
+    op.create_table(
+        "invoice_numbers",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("next_number", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("organization_id", name=op.f("pk_invoice_numbers")),
+    )
+    op.create_table(
+        "billing_late_marks",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("subscription_id", sa.String(length=40), nullable=False),
+        sa.Column("from_us", sa.BigInteger(), nullable=False),
+        sa.Column("marked_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "organization_id", "subscription_id", name=op.f("pk_billing_late_marks")
+        ),
+    )
+    op.create_table(
+        "billing_views",
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("subscription_id", sa.String(length=40), nullable=False),
+        sa.Column("period_start", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("built_at", meterworks.db.types.UTCDateTime(), nullable=False),
+        sa.Column("builds", sa.BigInteger(), nullable=False),
+        sa.Column(
+            "body",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint(
+            "organization_id", "subscription_id", name=op.f("pk_billing_views")
+        ),
+    )
+
 
 def downgrade() -> None:
+
+    op.drop_table("billing_views")
+    op.drop_table("billing_late_marks")
+    op.drop_table("invoice_numbers")
+    with op.batch_alter_table("payments", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_payments_reference",
+            sqlite_where=sa.text("reference IS NOT NULL"),
+            postgresql_where=sa.text("reference IS NOT NULL"),
+        )
+        batch_op.drop_index(batch_op.f("ix_payments_organization_id_invoice_id"))
+
+    op.drop_table("payments")
+    with op.batch_alter_table("invoice_lines", schema=None) as batch_op:
+        batch_op.drop_index(
+            batch_op.f("ix_invoice_lines_organization_id_subscription_id_service_start")
+        )
+
+    op.drop_table("invoice_lines")
+    with op.batch_alter_table("invoices", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_invoices_opening",
+            sqlite_where=sa.text("kind = 'opening'"),
+            postgresql_where=sa.text("kind = 'opening'"),
+        )
+        batch_op.drop_index(
+            "uq_invoices_period",
+            sqlite_where=sa.text("kind = 'period'"),
+            postgresql_where=sa.text("kind = 'period'"),
+        )
+        batch_op.drop_index(batch_op.f("ix_invoices_organization_id_status_closes_at"))
+        batch_op.drop_index(batch_op.f("ix_invoices_organization_id_customer_id"))
+        batch_op.drop_index(batch_op.f("ix_invoices_organization_id_subscription_id_closes_at"))
+
+    op.drop_table("invoices")
 
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_subscriptions_organization_id_customer_id"))
