@@ -106,9 +106,9 @@ class UsageService:
     def _correct(self, organization_id: str, key: str, **kwargs: Any) -> LedgerEvent:
         received_at_us = to_micros(self.clock.now())
 
-        def run(conn: Any) -> tuple[LedgerEvent, set[str]]:
+        def run(conn: Any) -> tuple[LedgerEvent, dict[str, int]]:
             event = correct(conn, organization_id, key, received_at_us=received_at_us, **kwargs)
-            return event, {event.subscription_id}
+            return event, {event.subscription_id: event.ts_us}
 
         future = self.writer.submit_job(organization_id, run)
         result: LedgerEvent = future.result(timeout=COMMIT_TIMEOUT_S)

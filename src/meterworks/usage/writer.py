@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +33,11 @@ log = logging.getLogger("meterworks.writer")
 # subscriptions whose usage changed and whose billing view is to be rebuilt).
 InTransactionHook = Callable[[Connection, str, set[str]], None]
 
+# Called inside the commit's transaction for every write, rebuild asked for or not, with
+# (connection, organization id, {subscription id: earliest event timestamp written, µs}): what
+# billing needs to notice usage that arrives for a period it has already finalized.
+ChangeHook = Callable[[Connection, str, dict[str, int]], None]
+
 
 @dataclass(slots=True)
 class _Append:
@@ -42,8 +47,9 @@ class _Append:
     future: Future[BatchOutcome] = field(default_factory=Future)
 
 
-# A job returns its answer and the ids of the subscriptions whose usage it changed.
-Job = Callable[[Connection], tuple[Any, set[str]]]
+# A job returns its answer and the subscriptions whose usage it changed: their ids, or a map
+# of each id to the earliest event timestamp it changed (µs; ids alone count as "since ever").
+Job = Callable[[Connection], tuple[Any, set[str] | dict[str, int]]]
 
 
 @dataclass(slots=True)
@@ -72,12 +78,16 @@ class LedgerWriter:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._hooks: list[InTransactionHook] = []
+        self._change_hooks: list[ChangeHook] = []
         self._lock = threading.Lock()
         self._concurrent = False
         self.commits = 0
 
     def add_hook(self, hook: InTransactionHook) -> None:
         self._hooks.append(hook)
+
+    def add_change_hook(self, hook: ChangeHook) -> None:
+        self._change_hooks.append(hook)
 
     def start(self) -> None:
         with self._lock:
@@ -178,6 +188,7 @@ class LedgerWriter:
                 appends.setdefault(item.organization_id, []).append(position)
         with self.db.transaction() as conn:
             touched: dict[str, set[str]] = {}
+            changed: dict[str, dict[str, int]] = {}
             # Sorted, so two processes lock organizations in the same order (no deadlock).
             for organization_id in sorted(appends):
                 positions = appends[organization_id]
@@ -190,6 +201,11 @@ class LedgerWriter:
                         results[position] = (False, outcome.error)
                         continue
                     results[position] = (True, outcome)
+                    if outcome.accepted:
+                        _note_changes(
+                            changed.setdefault(organization_id, {}),
+                            ((e.subscription.id, e.ts_us) for e in item.events),
+                        )
                     if item.rebuild_view and outcome.accepted:
                         touched.setdefault(organization_id, set()).update(
                             e.subscription.id for e in item.events
@@ -207,10 +223,26 @@ class LedgerWriter:
                 savepoint.commit()
                 results[position] = (True, value)
                 touched.setdefault(item.organization_id, set()).update(subscription_ids)
+                _note_changes(
+                    changed.setdefault(item.organization_id, {}),
+                    subscription_ids.items()
+                    if isinstance(subscription_ids, dict)
+                    else ((sid, 0) for sid in subscription_ids),
+                )
             for organization_id, subscription_ids in touched.items():
                 for hook in self._hooks:
                     hook(conn, organization_id, subscription_ids)
+            for organization_id, changes in changed.items():
+                for change_hook in self._change_hooks:
+                    change_hook(conn, organization_id, changes)
         return results
+
+
+def _note_changes(into: dict[str, int], changes: Iterable[tuple[str, int]]) -> None:
+    for subscription_id, ts_us in changes:
+        held = into.get(subscription_id)
+        if held is None or ts_us < held:
+            into[subscription_id] = ts_us
 
 
 def _size(item: _Append | _Job) -> int:
