@@ -28,6 +28,14 @@ class Settings:
     billing_grace_seconds: int = 3600
     scheduler_enabled: bool = True
     scheduler_interval_seconds: float = 30.0
+    # Invoices fall due this many days after they are issued (net 30).
+    invoice_net_days: int = 30
+    # A billing view is rebuilt this long after the last usage write of a burst.
+    view_debounce_seconds: float = 2.0
+    # The in-process loop that rebuilds billing views whose debounce has passed (runs whether or
+    # not the billing scheduler does; a read of a due view rebuilds it too).
+    views_enabled: bool = True
+    view_poll_seconds: float = 0.5
     # Lifetime of the bearer tokens the Saaslogic facade issues for an access/secret key pair.
     saaslogic_token_seconds: int = 3600
     # HMAC key for issued tokens; unset, one is generated once and kept in the database, so
@@ -65,6 +73,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         "billing_grace_seconds": int,
         "scheduler_enabled": _bool,
         "scheduler_interval_seconds": float,
+        "invoice_net_days": int,
+        "view_debounce_seconds": float,
+        "views_enabled": _bool,
+        "view_poll_seconds": float,
         "saaslogic_token_seconds": int,
         "token_signing_secret": str,
         "gradient_rate_limit_per_second": float,
