@@ -1,0 +1,68 @@
+"""GRADIENT-TOKEN: base64 of `<meterworks API token>:<partner key>`, checked on every call.
+
+The API token goes through the one auth store every transport shares; the partner key must be
+one the same organization created (`POST /v1/partners`). The per-token rate limit is applied
+before either is verified, so a burst is refused without touching the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from meterworks.api.auth import organization_for_token
+from meterworks.api.context import Context
+from meterworks.errors import RateLimited, Unauthorized
+from meterworks.facades.gradient.ratelimit import TokenBuckets
+from meterworks.tenancy.service import verify_partner_key
+
+HEADER = "gradient-token"  # Starlette headers are case-insensitive: `Gradient-Token` matches
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    organization_id: str
+    partner_id: str
+
+
+def decode_token(value: str) -> tuple[str, str]:
+    """(API token, partner key) from a GRADIENT-TOKEN value, or Unauthorized."""
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError) as exc:
+        raise Unauthorized(
+            "the GRADIENT-TOKEN header is not standard base64 of UTF-8 text", code="invalid_token"
+        ) from exc
+    # Neither an API token (`<id>.<secret>`) nor a partner key contains `:`.
+    api_token, colon, partner_key = decoded.partition(":")
+    if not colon or not api_token.strip() or not partner_key.strip():
+        raise Unauthorized(
+            "the GRADIENT-TOKEN header must encode `<api token>:<partner key>`",
+            code="invalid_token",
+        )
+    return api_token.strip(), partner_key.strip()
+
+
+def current_caller(request: Request, context: Context) -> Caller:
+    value = request.headers.get(HEADER, "").strip()
+    if not value:
+        raise Unauthorized("send the GRADIENT-TOKEN header", code="missing_token")
+    limiter: TokenBuckets = request.app.state.gradient_limiter
+    wait = limiter.take(value)
+    if wait is not None:
+        raise RateLimited(
+            f"Too Many Requests: at most {limiter.rate:g} requests per second per token",
+            details={"retry_after": wait},
+        )
+    api_token, partner_key = decode_token(value)
+    organization_id = organization_for_token(context, api_token)
+    with context.db.read() as conn:
+        partner_id = verify_partner_key(conn, organization_id, partner_key)
+    return Caller(organization_id=organization_id, partner_id=partner_id)
+
+
+GradientCaller = Annotated[Caller, Depends(current_caller)]

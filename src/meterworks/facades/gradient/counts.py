@@ -1,0 +1,102 @@
+"""Set unit count: `POST /service/{serviceId}/count` sets an account's level on a service.
+
+A unit count is a `set` event on the service's meter for the account's active subscription,
+dated now, written through the one ingestion path every transport shares.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+
+from meterworks.api.context import Context
+from meterworks.api.jsonbody import DecimalRoute
+from meterworks.catalog.meters import get_meter
+from meterworks.errors import Forbidden, InvalidInput, NotFound
+from meterworks.facades.gradient import integration
+from meterworks.facades.gradient.auth import GradientCaller
+from meterworks.facades.gradient.shapes import flag, service_ref, unit_count_body
+from meterworks.kit.ids import new_id
+
+router = APIRouter(route_class=DecimalRoute, tags=["unit counts"])
+
+# Domain refusals that mean "this account is not mapped to this service" to a Gradient client.
+NOT_MAPPED = frozenset({"customer_not_found", "no_active_subscription", "meter_not_in_plan"})
+
+
+def service_not_found(service_id: str) -> NotFound:
+    return NotFound(f"No service found with id: {service_id}", code="service_not_found")
+
+
+def not_mapped(account_id: str) -> NotFound:
+    return NotFound(f"No account map found with id: {account_id}", code="account_not_mapped")
+
+
+def _translate(exc: InvalidInput, account_id: str, service_id: str) -> Exception:
+    """The ingestion path's refusal of the one event, in Gradient's terms."""
+    items = exc.details if isinstance(exc.details, list) else []
+    first = items[0] if items and isinstance(items[0], dict) else {}
+    code = str(first.get("code", exc.code))
+    if code in NOT_MAPPED:
+        return not_mapped(account_id)
+    if code == "meter_not_found":
+        return service_not_found(service_id)
+    return InvalidInput(str(first.get("message", exc.message)), code=code)
+
+
+@router.post(
+    "/service/{service_id}/count",
+    status_code=201,
+    summary="Set unit count",
+    description="Sets (replaces) the account's unit count for the service. `no_build=true` "
+    "writes the count without scheduling a billing-view rebuild. Body: "
+    '`{"accountId": "...", "unitCount": 12.5}` (`clientOId` / `clientOid` accepted for '
+    "`accountId`).",
+)
+def set_unit_count(
+    service_id: str,
+    caller: GradientCaller,
+    context: Context,
+    payload: Annotated[Any, Body()] = None,
+    no_build: Annotated[str | None, Query(description="true: skip the view rebuild")] = None,
+) -> dict[str, Any]:
+    organization_id = caller.organization_id
+    rebuild_view = not flag(no_build, "no_build")
+    account_id, unit_count = unit_count_body(payload)
+    ref = service_ref(service_id)
+    with context.db.read() as conn:
+        state = integration.read_state(conn, organization_id)
+        if state.status == integration.SUSPENDED:
+            raise Forbidden(
+                "Forbidden: the Gradient integration is disabled; set its status to active "
+                "(PATCH /organization/status/active) to resume unit counts",
+                code="integration_disabled",
+            )
+        try:
+            meter = get_meter(conn, organization_id, ref)
+        except NotFound as exc:
+            raise service_not_found(service_id) from exc
+    if not meter.aggregation.is_level:
+        raise InvalidInput(
+            f"service {service_id} is a `{meter.aggregation.value}` meter; a unit count sets a "
+            "level, so the service must be a latest, max or prorated meter",
+            code="operation_not_allowed",
+        )
+    now = context.clock.now()
+    event = {
+        # A set is harmless to repeat, so every call is its own ledger entry under a fresh key.
+        "idempotency_key": f"gradient:{new_id('uc')}",
+        "external_customer_id": account_id,
+        "meter": meter.id,
+        "timestamp": now,
+        "operation": "set",
+        "quantity": unit_count,
+        "properties": {"gradient_integration": caller.partner_id},
+    }
+    try:
+        context.usage.record(organization_id, [event], source="gradient", rebuild_view=rebuild_view)
+    except InvalidInput as exc:
+        raise _translate(exc, account_id, service_id) from exc
+    integration.mark_synced(context.db, organization_id, now, state.last_synced_at)
+    return {"status": 201, "message": "Created service unit count"}

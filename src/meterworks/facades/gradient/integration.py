@@ -1,0 +1,134 @@
+"""The Gradient integration's own state, kept per organization in `organizations.settings`.
+
+Two keys: `gradient_status` (the integration status the partner sets; `disabled` suspends unit
+counts) and `gradient_last_synced_at` (when the last unit count was written). Both are facade
+state, not billing rules, so they live in the organization's settings rather than a table.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from meterworks.db import tables as t
+from meterworks.db.engine import Database
+from meterworks.errors import InvalidInput, MeterworksError, NotFound
+from meterworks.kit.instants import format_instant, parse_instant
+
+log = logging.getLogger("meterworks.facades.gradient")
+
+STATUS_KEY = "gradient_status"
+SYNCED_KEY = "gradient_last_synced_at"
+STATUSES = ("active", "inactive", "pending", "disabled", "error")
+DEFAULT_STATUS = "active"
+# The one status that refuses unit counts (the vendor's 403 "anomaly" answer).
+SUSPENDED = "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    organization_id: str
+    organization_name: str
+    partner_id: str
+    partner_name: str
+    status: str
+    last_synced_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationState:
+    status: str
+    last_synced_at: datetime | None
+
+
+def _state(settings: dict[str, Any] | None) -> IntegrationState:
+    values = settings or {}
+    status = values.get(STATUS_KEY)
+    synced = values.get(SYNCED_KEY)
+    return IntegrationState(
+        status=status if status in STATUSES else DEFAULT_STATUS,
+        last_synced_at=parse_instant(synced) if isinstance(synced, str) else None,
+    )
+
+
+def read_state(conn: Connection, organization_id: str) -> IntegrationState:
+    row = conn.execute(
+        select(t.organizations.c.settings).where(t.organizations.c.id == organization_id)
+    ).one()
+    return _state(row.settings)
+
+
+def read_integration(conn: Connection, organization_id: str, partner_id: str) -> Integration:
+    org = conn.execute(
+        select(t.organizations.c.name, t.organizations.c.settings).where(
+            t.organizations.c.id == organization_id
+        )
+    ).one()
+    partner = conn.execute(
+        select(t.partners.c.name).where(
+            t.partners.c.organization_id == organization_id, t.partners.c.id == partner_id
+        )
+    ).first()
+    if partner is None:
+        raise NotFound(f"No integration found with id: {partner_id}", code="partner_not_found")
+    state = _state(org.settings)
+    return Integration(
+        organization_id=organization_id,
+        organization_name=org.name,
+        partner_id=partner_id,
+        partner_name=partner.name,
+        status=state.status,
+        last_synced_at=state.last_synced_at,
+    )
+
+
+def _locked_settings(conn: Connection, organization_id: str) -> dict[str, Any]:
+    # Row lock (PostgreSQL; SQLite's write transactions are already exclusive) so concurrent
+    # writers of other settings keys do not lose each other's changes.
+    row = conn.execute(
+        select(t.organizations.c.settings)
+        .where(t.organizations.c.id == organization_id)
+        .with_for_update()
+    ).one()
+    return dict(row.settings or {})
+
+
+def _write_settings(conn: Connection, organization_id: str, settings: dict[str, Any]) -> None:
+    conn.execute(
+        t.organizations.update()
+        .where(t.organizations.c.id == organization_id)
+        .values(settings=settings)
+    )
+
+
+def set_status(conn: Connection, organization_id: str, status: str) -> None:
+    if status not in STATUSES:
+        raise InvalidInput(
+            f"Invalid status: {status}; expected one of {', '.join(STATUSES)}",
+            code="invalid_status",
+        )
+    settings = _locked_settings(conn, organization_id)
+    _write_settings(conn, organization_id, {**settings, STATUS_KEY: status})
+
+
+def mark_synced(db: Database, organization_id: str, at: datetime, known: datetime | None) -> None:
+    """Record `at` as the last unit count, unless an equal or later one is already known.
+
+    The unit count is committed before this runs; failing here must not turn its 201 into an
+    error (the count is in the ledger), so a failure is logged and the timestamp left behind.
+    """
+    if known is not None and known >= at:
+        return
+    try:
+        with db.transaction() as conn:
+            settings = _locked_settings(conn, organization_id)
+            current = _state(settings).last_synced_at
+            if current is None or current < at:
+                _write_settings(conn, organization_id, {**settings, SYNCED_KEY: format_instant(at)})
+    except MeterworksError:
+        log.warning("could not record the Gradient sync time of %s", organization_id)
