@@ -13,7 +13,11 @@ from fastapi import FastAPI
 from meterworks.api.context import AppContext
 
 # (module, mount prefix): past the prefix, paths and shapes are the vendor's own.
-FACADES: tuple[tuple[str, str], ...] = ()
+FACADES: tuple[tuple[str, str], ...] = (
+    ("gradient", "/gradient/api/vendor-api"),
+    ("saaslogic", "/saaslogic/v1"),
+    ("salesbricks", "/salesbricks"),
+)
 
 
 def mount_facades(app: FastAPI, context: AppContext) -> None:
