@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal, localcontext
 from typing import Any
 
 from meterworks.catalog.meters import Aggregation
@@ -24,6 +24,9 @@ from meterworks.kit.instants import MICROS_PER_DAY
 ZERO = Decimal(0)
 # Unit-days are a quotient by 86,400,000,000 µs; shown to 12 decimals (far below any price step).
 UNIT_DAYS_PLACES = Decimal("1e-12")
+# Running totals must stay exact: the default context keeps 28 digits, yet one quantity may carry
+# 38 (kit/decimals.py) and an integral of it over microseconds some 60. 100 digits leave room.
+EXACT = Context(prec=100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,11 @@ def apply(rollup: Rollup, entry: Entry, aggregation: Aggregation, sign: int = 1)
     Level meters need `entry` to come at or after the rollup's last entry (by ts, then seq);
     the others are order-free, and `sign=-1` takes an entry back out (corrections).
     """
+    with localcontext(EXACT):
+        _apply(rollup, entry, aggregation, sign)
+
+
+def _apply(rollup: Rollup, entry: Entry, aggregation: Aggregation, sign: int) -> None:
     if aggregation.is_level:
         if sign != 1:
             raise ValueError("level rollups are rebuilt, not un-applied")
@@ -159,8 +167,7 @@ def quantity(
         return rollup.level
     # prorated: the time integral of the level, in unit-days
     tail = max(0, until_us - rollup.last_ts_us)
-    with localcontext() as ctx:
-        ctx.prec = 60
+    with localcontext(EXACT):
         unit_micros = rollup.integral + rollup.level * tail
         days = unit_micros / MICROS_PER_DAY
         return days.quantize(UNIT_DAYS_PLACES).normalize() if days else ZERO
