@@ -1,0 +1,1 @@
+"""Tests for usage: aggregations, ingestion, idempotency, group commit, corrections, reading."""
