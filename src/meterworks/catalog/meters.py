@@ -82,8 +82,8 @@ def create_meter(
         problems.append(
             {"field": "key", "message": "1-200 characters of letters, digits, `_ . : -`"}
         )
-    if not (name or "").strip():
-        problems.append({"field": "name", "message": "is required"})
+    if not (name or "").strip() or len(name.strip()) > 200:
+        problems.append({"field": "name", "message": "is required, at most 200 characters"})
     if not (unit or "").strip() or len(unit) > 64:
         problems.append({"field": "unit", "message": "is required, at most 64 characters"})
     try:
@@ -98,6 +98,8 @@ def create_meter(
         kind = Aggregation.SUM
     if kind is Aggregation.UNIQUE_COUNT and not (property or "").strip():
         problems.append({"field": "property", "message": "is required for unique_count"})
+    elif len((property or "").strip()) > 200:
+        problems.append({"field": "property", "message": "at most 200 characters"})
     if problems:
         raise InvalidInput("the meter is not valid", details=problems)
     existing = conn.execute(
@@ -156,9 +158,10 @@ def update_meter(
     meter = get_meter(conn, organization_id, meter_id)
     values: dict[str, Any] = {"updated_at": now}
     if name is not None:
-        if not name.strip():
+        if not name.strip() or len(name.strip()) > 200:
             raise InvalidInput(
-                "the meter is not valid", details=[{"field": "name", "message": "is required"}]
+                "the meter is not valid",
+                details=[{"field": "name", "message": "is required, at most 200 characters"}],
             )
         values["name"] = name.strip()
     if description is not None:
