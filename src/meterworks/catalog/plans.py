@@ -272,8 +272,10 @@ def create_plan(
     now: datetime,
 ) -> Plan:
     problems = _Problems()
-    if not (name or "").strip():
-        problems.add("name", "is required")
+    if not (name or "").strip() or len(name.strip()) > 200:
+        problems.add("name", "is required, at most 200 characters")
+    if product_id is not None and not 0 < len(product_id) <= 200:
+        problems.add("product_id", "1-200 characters")
     code = (currency or "").upper()
     if code not in CURRENCIES:
         problems.add("currency", "must be an ISO 4217 currency code")
