@@ -1,0 +1,1 @@
+"""Tests for the native REST API, through the real HTTP server on both dialects."""

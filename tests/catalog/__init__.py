@@ -1,0 +1,1 @@
+"""Tests for the catalog: meters and plans through the API."""
