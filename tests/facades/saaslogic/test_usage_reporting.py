@@ -269,3 +269,34 @@ def test_a_malformed_report_is_400_with_its_code(
     assert answer.status_code == 400, answer.text
     assert answer.json()["message"] == code
     assert ledger_rows(merchant.server, merchant.org.id) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (b'{"usageDate": "0001-01-01T00:00:00+02:00", "usageDetails": '
+         b'[{"resourceId": "storage", "value": 1}]}', "INVALID_USAGE_DATE"),
+        (b'{"usageDate": 20240725, "usageDetails": [{"resourceId": "storage", "value": 1}]}',
+         "INVALID_USAGE_DATE"),
+        (b'{"reportingType": null, "usageDetails": [{"resourceId": "storage", "value": 1}]}',
+         "INVALID_REPORTING_TYPE"),
+        (b'{"usageDetails": [{"resourceId": "storage", "value": {"amount": 1}}]}',
+         "INVALID_VALUE"),
+        (b'{"usageDetails": [{"resourceId": "storage", "value": 1e999999}]}', "INVALID_VALUE"),
+        (b'{"usageDetails": [{"resourceId": "storage", "value": true}]}', "INVALID_VALUE"),
+        (b'{"usageDetails": [{"resourceId": 42, "value": 1}]}', "MISSING_FIELD"),
+        (b'{"usageDetails": [{"resourceId": "storage", "value": 1, "uomId": 7}]}',
+         "INVALID_FIELD"),
+        (b'{"usageDetails": ["storage"]}', "INVALID_REQUEST"),
+        (b'{"usageDetails": {"resourceId": "storage", "value": 1}}', "MISSING_USAGE_DETAILS"),
+        (b"", "INVALID_JSON"),
+    ],
+)  # fmt: skip
+def test_odd_reports_are_400_never_500(merchant: Merchant, content: bytes, code: str) -> None:
+    scene = subscribe(merchant.org, {"storage": "sum"})
+    answer = merchant.client.post(
+        f"/subscriptions/{scene.subscription_id}/resources", content=content
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["message"] == code
+    assert ledger_rows(merchant.server, merchant.org.id) == 0
