@@ -1,0 +1,32 @@
+"""`X-SALESBRICKS-KEY: <meterworks API token>`, checked against the one auth store."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import Request
+
+from meterworks.api.auth import organization_for_token
+from meterworks.api.context import AppContext
+from meterworks.errors import Unauthorized
+
+KEY_HEADER = "x-salesbricks-key"
+
+
+def organization_for_request(request: Request, context: AppContext) -> str:
+    token = request.headers.get(KEY_HEADER, "").strip()
+    if not token:
+        raise Unauthorized(
+            "send your API token in the `X-SALESBRICKS-KEY` header", code="missing_api_key"
+        )
+    return organization_for_token(context, token)
+
+
+def _request_organization(request: Request) -> str:
+    context: AppContext = request.app.state.context
+    return organization_for_request(request, context)
+
+
+# A sync dependency: FastAPI runs it in its thread pool, off the event loop.
+Organization = Annotated[str, Depends(_request_organization)]

@@ -1,0 +1,149 @@
+"""The Salesbricks Usage API schema (GraphQL), exactly as the vendor publishes it.
+
+`incrementCounter` adds to a counter brick (a `sum` meter), `setGauge` sets a gauge brick
+(a `prorated` meter). Both go through the one ingest path; a refusal is a GraphQL error whose
+`extensions.code` names the reason, and then nothing was written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.types import ExecutionContext
+
+from meterworks.api.context import AppContext
+from meterworks.catalog.meters import Meter, get_meter
+from meterworks.errors import MeterworksError, Unavailable
+from meterworks.facades.salesbricks.translate import (
+    SOURCE,
+    BrickCall,
+    check_brick_kind,
+    first_problem,
+    graphql_argument,
+    operation_key,
+    vendor_code,
+)
+from meterworks.kit.clock import ensure_utc
+
+log = logging.getLogger("meterworks.facades.salesbricks")
+
+UNAVAILABLE = "SERVICE_UNAVAILABLE"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageContext:
+    """What a resolver knows of its request: the organization and the client's key, if any."""
+
+    app: AppContext
+    organization_id: str
+    idempotency_key: str | None
+
+
+@strawberry.type
+class IncrementCounterResponse:
+    success: bool
+
+
+@strawberry.type
+class SetGaugeResponse:
+    success: bool
+
+
+def _ping() -> bool:
+    return True
+
+
+@strawberry.type
+class Query:
+    # GraphQL needs a query root; this one reads nothing.
+    ping: bool = strawberry.field(
+        resolver=_ping, description="Always true: the Usage API is reachable."
+    )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def increment_counter(
+        self,
+        info: strawberry.Info[UsageContext, None],
+        timestamp: datetime,
+        subscription_id: str,
+        brick_id: str,
+        count: int,
+    ) -> IncrementCounterResponse:
+        await _report(
+            info, BrickCall.INCREMENT_COUNTER, timestamp, subscription_id, brick_id, count
+        )
+        return IncrementCounterResponse(success=True)
+
+    @strawberry.mutation
+    async def set_gauge(
+        self,
+        info: strawberry.Info[UsageContext, None],
+        timestamp: datetime,
+        subscription_id: str,
+        brick_id: str,
+        value: int,
+    ) -> SetGaugeResponse:
+        await _report(info, BrickCall.SET_GAUGE, timestamp, subscription_id, brick_id, value)
+        return SetGaugeResponse(success=True)
+
+
+class UsageSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Refusals are answers, not faults; the HTTP layer logs what it did not expect.
+        return None
+
+
+schema = UsageSchema(query=Query, mutation=Mutation)
+
+
+def _brick(context: UsageContext, brick_id: str) -> Meter:
+    with context.app.db.read() as conn:
+        return get_meter(conn, context.organization_id, brick_id)
+
+
+async def _report(
+    info: strawberry.Info[UsageContext, None],
+    call: BrickCall,
+    timestamp: datetime,
+    subscription_id: str,
+    brick_id: str,
+    quantity: int,
+) -> None:
+    context = info.context
+    try:
+        meter = await asyncio.to_thread(_brick, context, brick_id)
+        check_brick_kind(call, meter)
+        event = {
+            "idempotency_key": operation_key(context.idempotency_key, str(info.path.key)),
+            "subscription_id": subscription_id,
+            "meter": meter.id,
+            "timestamp": ensure_utc(timestamp),
+            "operation": call.operation,
+            "quantity": quantity,
+        }
+        await context.app.usage.record_async(context.organization_id, [event], source=SOURCE)
+    except MeterworksError as exc:
+        raise usage_error(exc, call) from exc
+
+
+def usage_error(exc: MeterworksError, call: BrickCall) -> GraphQLError:
+    """A domain refusal as a GraphQL error: `extensions.code` in upper snake case."""
+    if isinstance(exc, Unavailable):
+        return GraphQLError(exc.message, extensions={"code": UNAVAILABLE})
+    code, field, message = first_problem(exc.code, exc.details)
+    extensions: dict[str, Any] = {"code": vendor_code(code, call).upper()}
+    argument = graphql_argument(field, call) if field else None
+    if argument is not None:
+        extensions["argument"] = argument
+    return GraphQLError(message or exc.message, extensions=extensions)
