@@ -154,7 +154,8 @@ def test_updating_an_unknown_or_renamed_account_is_refused(vendor: Vendor) -> No
     unknown = vendor.client.patch("/organization/accounts/nobody", json={"name": "X"})
     renamed = vendor.client.patch("/organization/accounts/acct-1", json={"id": "acct-2"})
     emptied = vendor.client.patch("/organization/accounts/acct-1", json={"name": ""})
+    malformed = vendor.client.patch("/organization/accounts/acct%00-1", json={"name": "X"})
 
     assert unknown.json() == {"statusCode": 404, "message": "No account found with id: nobody"}
-    assert (renamed.status_code, emptied.status_code) == (400, 400)
+    assert (renamed.status_code, emptied.status_code, malformed.status_code) == (400, 400, 400)
     assert accounts(vendor) == [{"id": "acct-1", "name": "Acme", "description": None}]

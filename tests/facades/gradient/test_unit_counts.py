@@ -297,6 +297,7 @@ def test_bad_tokens_are_401(vendor: Vendor, server: RunningServer) -> None:
         {"Gradient-Token": gradient_token(stranger.token, partner_key)},
         {"Gradient-Token": gradient_token("key_nope.secret", partner_key)},
         {"Gradient-Token": gradient_token(api_key, "")},
+        {"Gradient-Token": gradient_token("key\x00x.secret", partner_key)},
         {"Authorization": f"Bearer {api_key}"},  # the native header is not a Gradient token
     ]
     for headers in tokens:
@@ -342,3 +343,35 @@ def test_other_statuses_do_not_suspend_unit_counts(vendor: Vendor, status: str) 
     answer = count(vendor, mapping.service_id, {"accountId": "acct-1", "unitCount": 1})
 
     assert answer.status_code == 201
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"accountId": "acct\\u0000-1", "unitCount": 1}',
+        b'{"accountId": "\\ud800", "unitCount": 1}',
+        b'{"accountId": "acct-1", "unitCount": 1, "\\ud800": 1}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"accountId": "acct-1", "unitCount": 1e999999}',
+        b"\xff\xfe",
+    ],
+)
+def test_bodies_no_database_could_store_are_400(vendor: Vendor, raw: bytes) -> None:
+    mapping = mapped_account(vendor)
+
+    refused(vendor.client.post(f"/service/{mapping.service_id}/count", content=raw), 400)
+
+    assert ledger_rows(vendor) == 0
+
+
+def test_an_oversized_body_is_413(vendor: Vendor) -> None:
+    mapping = mapped_account(vendor)
+    padding = " " * (vendor.server.settings.max_body_bytes + 1)
+    raw = f'{{"accountId": "acct-1", "unitCount": 1}}{padding}'.encode()
+
+    refused(
+        vendor.client.post(f"/service/{mapping.service_id}/count", content=raw),
+        413,
+        f"the request body exceeds {vendor.server.settings.max_body_bytes} bytes",
+    )
+    assert ledger_rows(vendor) == 0

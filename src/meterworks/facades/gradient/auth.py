@@ -37,6 +37,10 @@ def decode_token(value: str) -> tuple[str, str]:
         raise Unauthorized(
             "the GRADIENT-TOKEN header is not standard base64 of UTF-8 text", code="invalid_token"
         ) from exc
+    if any(ord(c) < 0x20 for c in decoded):
+        raise Unauthorized(
+            "the GRADIENT-TOKEN header encodes control characters", code="invalid_token"
+        )
     # Neither an API token (`<id>.<secret>`) nor a partner key contains `:`.
     api_token, colon, partner_key = decoded.partition(":")
     if not colon or not api_token.strip() or not partner_key.strip():

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Query
 
 from meterworks.api.context import Context
-from meterworks.api.jsonbody import DecimalRoute
 from meterworks.catalog.meters import get_meter
 from meterworks.errors import Forbidden, InvalidInput, NotFound
 from meterworks.facades.gradient import integration
 from meterworks.facades.gradient.auth import GradientCaller
+from meterworks.facades.gradient.body import Payload
 from meterworks.facades.gradient.shapes import flag, service_ref, unit_count_body
 from meterworks.kit.ids import new_id
 
-router = APIRouter(route_class=DecimalRoute, tags=["unit counts"])
+router = APIRouter(tags=["unit counts"])
 
 # Domain refusals that mean "this account is not mapped to this service" to a Gradient client.
 NOT_MAPPED = frozenset({"customer_not_found", "no_active_subscription", "meter_not_in_plan"})
@@ -58,7 +58,7 @@ def set_unit_count(
     service_id: str,
     caller: GradientCaller,
     context: Context,
-    payload: Annotated[Any, Body()] = None,
+    payload: Payload,
     no_build: Annotated[str | None, Query(description="true: skip the view rebuild")] = None,
 ) -> dict[str, Any]:
     organization_id = caller.organization_id

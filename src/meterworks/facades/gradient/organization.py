@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter
 
 from meterworks.api.context import Context
-from meterworks.api.jsonbody import DecimalRoute
 from meterworks.customers.service import (
     Customer,
     create_customer,
@@ -18,9 +17,11 @@ from meterworks.customers.service import (
 from meterworks.errors import InvalidInput, NotFound
 from meterworks.facades.gradient import integration
 from meterworks.facades.gradient.auth import GradientCaller
+from meterworks.facades.gradient.body import Payload
 from meterworks.facades.gradient.shapes import (
     ACCOUNT_ID_LENGTH,
     account,
+    account_ref,
     invalid,
     json_object,
     required_text,
@@ -28,7 +29,7 @@ from meterworks.facades.gradient.shapes import (
 )
 from meterworks.kit.instants import format_instant
 
-router = APIRouter(route_class=DecimalRoute, tags=["organization"])
+router = APIRouter(tags=["organization"])
 
 MAX_ACCOUNTS_PER_CALL = 10_000
 PAGE = 1_000
@@ -129,9 +130,7 @@ def _account_items(payload: Any) -> list[tuple[str, str, dict[str, Any]]]:
     "that already exists is updated (name, and description when given): syncing the full "
     "account list again is harmless.",
 )
-def create_accounts(
-    caller: GradientCaller, context: Context, payload: Annotated[Any, Body()] = None
-) -> dict[str, Any]:
+def create_accounts(caller: GradientCaller, context: Context, payload: Payload) -> dict[str, Any]:
     items = _account_items(payload)
     now = context.clock.now()
     created = updated = 0
@@ -170,8 +169,9 @@ def update_account(
     account_id: str,
     caller: GradientCaller,
     context: Context,
-    payload: Annotated[Any, Body()] = None,
+    payload: Payload,
 ) -> dict[str, Any]:
+    account_id = account_ref(account_id)
     body = json_object(payload)
     new_id = text(body, "id", nullable=False, max_length=ACCOUNT_ID_LENGTH)
     if new_id is not None and new_id != account_id:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter
 
 from meterworks.api.context import Context
-from meterworks.api.jsonbody import DecimalRoute
 from meterworks.catalog.meters import Aggregation, Meter, create_meter, get_meter, list_meters
 from meterworks.catalog.meters import update_meter as update_meter_in_catalog
 from meterworks.errors import InvalidInput, NotFound
 from meterworks.facades.gradient.auth import GradientCaller
+from meterworks.facades.gradient.body import Payload
 from meterworks.facades.gradient.counts import service_not_found
 from meterworks.facades.gradient.shapes import (
     SERVICE_METADATA_KEY,
@@ -27,7 +27,7 @@ from meterworks.facades.gradient.shapes import (
 from meterworks.kit.ids import new_id
 from meterworks.tenancy.service import get_organization
 
-router = APIRouter(route_class=DecimalRoute, tags=["services"])
+router = APIRouter(tags=["services"])
 
 # Gradient only ever sets levels, so a service is a level meter; `latest` bills the count
 # standing at the end of the period, which is what a unit count means.
@@ -75,9 +75,7 @@ def get_vendor(caller: GradientCaller, context: Context) -> dict[str, Any]:
     f"aggregation one of {', '.join(LEVEL_AGGREGATIONS)} (default latest), unit default "
     "`unit`. Other fields are kept and answered as given.",
 )
-def create_service(
-    caller: GradientCaller, context: Context, payload: Annotated[Any, Body()] = None
-) -> dict[str, Any]:
+def create_service(caller: GradientCaller, context: Context, payload: Payload) -> dict[str, Any]:
     body = json_object(payload)
     name = required_text(body, "name")
     description = text(body, "description", max_length=10_000)
@@ -122,7 +120,7 @@ def update_service(
     service_id: str,
     caller: GradientCaller,
     context: Context,
-    payload: Annotated[Any, Body()] = None,
+    payload: Payload,
 ) -> dict[str, Any]:
     body = json_object(payload)
     name = text(body, "name", nullable=False)

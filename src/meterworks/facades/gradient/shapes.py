@@ -80,6 +80,13 @@ def service_ref(service_id: str) -> str:
     return service_id
 
 
+def account_ref(account_id: str) -> str:
+    """An accountId from a path: something a customer external id could be."""
+    if not account_id.strip() or len(account_id) > ACCOUNT_ID_LENGTH or "\x00" in account_id:
+        raise invalid(f"Invalid accountId: {account_id!r}", "invalid_id_type")
+    return account_id
+
+
 def flag(value: str | None, name: str) -> bool:
     if value is None or value.strip().lower() in {"", "false", "0"}:
         return False
