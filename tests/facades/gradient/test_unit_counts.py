@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.engine import Connection
 
 from meterworks.kit.instants import format_instant
 from tests.facades.gradient.support import (
@@ -105,6 +106,26 @@ def test_no_build_is_accepted(vendor: Vendor, no_build: str) -> None:
 
     assert (answer.status_code, answer.json()) == (201, CREATED)
     assert usage(vendor, mapping.subscription_id, mapping.service_id) == "2"
+
+
+def test_no_build_skips_the_view_rebuild(vendor: Vendor, server: RunningServer) -> None:
+    assert server.context is not None
+    mapping = mapped_account(vendor)
+    rebuilds: list[set[str]] = []
+
+    def observe(_: Connection, organization_id: str, subscription_ids: set[str]) -> None:
+        # The writer calls its hooks for the subscriptions whose billing view must be rebuilt.
+        if organization_id == vendor.org.id:
+            rebuilds.append(set(subscription_ids))
+
+    server.context.writer.add_hook(observe)
+    body = {"accountId": "acct-1", "unitCount": 1}
+
+    assert count(vendor, mapping.service_id, body, no_build="true").status_code == 201
+    assert rebuilds == []
+    assert count(vendor, mapping.service_id, body).status_code == 201
+    assert count(vendor, mapping.service_id, body, no_build="false").status_code == 201
+    assert rebuilds == [{mapping.subscription_id}, {mapping.subscription_id}]
 
 
 def test_levels_on_prorated_and_max_services(vendor: Vendor) -> None:
