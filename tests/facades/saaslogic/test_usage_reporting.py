@@ -284,7 +284,7 @@ def test_a_malformed_report_is_400_with_its_code(
          "INVALID_VALUE"),
         (b'{"usageDetails": [{"resourceId": "storage", "value": 1e999999}]}', "INVALID_VALUE"),
         (b'{"usageDetails": [{"resourceId": "storage", "value": true}]}', "INVALID_VALUE"),
-        (b'{"usageDetails": [{"resourceId": 42, "value": 1}]}', "MISSING_FIELD"),
+        (b'{"usageDetails": [{"resourceId": 42, "value": 1}]}', "INVALID_FIELD"),
         (b'{"usageDetails": [{"resourceId": "storage", "value": 1, "uomId": 7}]}',
          "INVALID_FIELD"),
         (b'{"usageDetails": ["storage"]}', "INVALID_REQUEST"),

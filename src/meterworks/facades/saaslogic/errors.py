@@ -95,7 +95,9 @@ def _items(details: Any) -> list[dict[str, Any]]:
     for item in details:
         if not isinstance(item, dict):
             continue
-        entry = {str(k): v if isinstance(v, int | str) else str(v) for k, v in item.items()}
+        entry = {
+            str(k): v if v is None or isinstance(v, int | str) else str(v) for k, v in item.items()
+        }
         if "code" in entry:
             entry["code"] = saaslogic_code(str(entry["code"]))
         items.append(entry)

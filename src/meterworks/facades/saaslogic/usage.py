@@ -72,10 +72,8 @@ class _Problems:
         self.items: list[dict[str, Any]] = []
 
     def add(self, index: int, field: str, code: str, message: str) -> None:
-        self.items.append(
-            {"index": index, "field": f"usageDetails[{index}].{field}", "code": code,
-             "message": message}
-        )  # fmt: skip
+        where = f"usageDetails[{index}]" + (f".{field}" if field else "")
+        self.items.append({"index": index, "field": where, "code": code, "message": message})
 
     def raise_if_any(self, total: int) -> None:
         if self.items:
@@ -130,8 +128,12 @@ def parse_report(body: Any, now: datetime) -> tuple[datetime, str, list[_Detail]
         resource = raw.get("resourceId")
         uom = raw.get("uomId")
         value: Decimal | None = None
-        if not isinstance(resource, str) or not resource.strip():
+        if resource is None or resource == "":
             problems.add(index, "resourceId", "missing_field", "resourceId is required")
+        elif not isinstance(resource, str) or not resource.strip():
+            problems.add(
+                index, "resourceId", "invalid_field", "resourceId must be a meter id or key"
+            )
         if uom is not None and not isinstance(uom, str):
             problems.add(index, "uomId", "invalid_field", "uomId must be a string")
         if raw.get("value") is None:
