@@ -150,6 +150,9 @@ def update_customer(
     """Change only the fields given; `None` clears an optional field."""
     current = get_customer(conn, organization_id, customer_id)
     problems, rate = _check(external_id, name, email, tax_rate, address)
+    if metadata is not None and not isinstance(metadata, dict):
+        # A PATCH body is free-form JSON: metadata may arrive as any JSON value.
+        problems.append({"field": "metadata", "message": "must be an object"})
     if problems:
         raise InvalidInput("the customer is not valid", details=problems)
     values: dict[str, Any] = {"updated_at": now}
