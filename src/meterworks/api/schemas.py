@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, Strict, StrictInt, StrictStr
 
 from meterworks.catalog.meters import Meter
 from meterworks.catalog.plans import Plan, charge_to_json
@@ -18,8 +18,9 @@ from meterworks.subscriptions.service import Subscription
 from meterworks.usage.corrections import LedgerEvent
 from meterworks.usage.reading import PeriodUsage
 
-# Anything a client may send as a decimal: a string or a JSON number (parsed exactly).
-DecimalIn = Decimal | int | str
+# Anything a client may send as a decimal: a string or a JSON number (parsed exactly). Strict, so
+# that pydantic does not take `true` for the number 1.
+DecimalIn = Annotated[Decimal, Strict()] | StrictInt | StrictStr
 
 
 def dec(value: Decimal | None) -> str | None:
