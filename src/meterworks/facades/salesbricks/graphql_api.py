@@ -19,12 +19,15 @@ from graphql import GraphQLError, GraphQLSyntaxError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
 from meterworks.api.context import AppContext
 from meterworks.errors import (
     Forbidden,
+    InvalidInput,
     MeterworksError,
     PayloadTooLarge,
     RateLimited,
@@ -32,6 +35,7 @@ from meterworks.errors import (
     Unavailable,
 )
 from meterworks.facades.salesbricks.auth import organization_for_request
+from meterworks.facades.salesbricks.bodies import check_strings, parse_json
 from meterworks.facades.salesbricks.idempotency import (
     Claimed,
     IdempotencyStore,
@@ -80,12 +84,18 @@ def _json(status_code: int, body: Any, headers: Mapping[str, str] | None = None)
 
 def _graphql_request(raw: bytes, content_type: str) -> dict[str, Any]:
     """`{query, variables?, operationName?}` from a JSON body (or a bare application/graphql)."""
-    if content_type.startswith("application/graphql"):
-        return {"query": raw.decode("utf-8", errors="replace")}
     try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("the body must be JSON: {query, variables, operationName}") from exc
+        if content_type.startswith("application/graphql"):
+            payload: Any = {"query": raw.decode("utf-8")}
+            check_strings(payload)
+        else:
+            payload = parse_json(raw, exact=False)
+    except UnicodeDecodeError as exc:
+        raise BadRequest("the body must be UTF-8") from exc
+    except InvalidInput as exc:
+        raise BadRequest(
+            f"the body must be JSON {{query, variables, operationName}}: {exc}"
+        ) from exc
     if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
         raise BadRequest("the body must be an object with a `query` string")
     if not isinstance(payload.get("variables") or {}, dict):
@@ -126,6 +136,12 @@ def _formatted(error: GraphQLError, executed: bool) -> dict[str, Any]:
             extensions["code"] = "GRAPHQL_VALIDATION_FAILED"
     item["extensions"] = extensions
     return dict(item)
+
+
+def _operation_problem(exc: Exception) -> str:
+    if isinstance(exc, CannotGetOperationTypeError):
+        return exc.as_http_error_reason()
+    return "the document has no operation to run"
 
 
 def render_result(result: ExecutionResult) -> tuple[int, dict[str, Any]]:
@@ -173,12 +189,18 @@ async def usage_endpoint(request: Request) -> Response:
             )
         assert isinstance(claim, Claimed)
     try:
-        result = await schema.execute(
-            payload["query"],
-            variable_values=payload.get("variables"),
-            context_value=UsageContext(context, organization_id, client_key),
-            operation_name=payload.get("operationName"),
-        )
+        try:
+            result = await schema.execute(
+                payload["query"],
+                variable_values=payload.get("variables"),
+                context_value=UsageContext(context, organization_id, client_key),
+                operation_name=payload.get("operationName"),
+            )
+        except (CannotGetOperationTypeError, InvalidOperationTypeError, MissingQueryError) as exc:
+            # No operation to run (none named so, or several and no operationName).
+            result = PreExecutionError(
+                data=None, errors=[GraphQLError(_operation_problem(exc))], extensions=None
+            )
         status_code, body = render_result(result)
         text = json.dumps(body, separators=(",", ":"))
     except BaseException:

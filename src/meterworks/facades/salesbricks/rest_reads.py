@@ -24,6 +24,7 @@ from meterworks.catalog.plans import get_plan
 from meterworks.db import tables as t
 from meterworks.errors import InvalidInput, NotFound
 from meterworks.facades.salesbricks.auth import Organization
+from meterworks.facades.salesbricks.bodies import text_problem
 from meterworks.facades.salesbricks.rendering import ExactJSONResponse
 from meterworks.facades.salesbricks.translate import transaction_id_of
 from meterworks.kit.instants import format_instant, from_micros, parse_instant, to_micros
@@ -51,6 +52,11 @@ class BrickOnSubscription:
 def _brick_on_subscription(
     conn: Connection, organization_id: str, subscription_id: str, brick_id: str
 ) -> BrickOnSubscription:
+    # An id no database could store names nothing (and must not reach a query).
+    if text_problem(subscription_id) is not None:
+        raise NotFound("subscription not found", code="subscription_not_found")
+    if text_problem(brick_id) is not None:
+        raise NotFound("brick not found", code="meter_not_found")
     subscription = get_subscription(conn, organization_id, subscription_id)
     meter = get_meter(conn, organization_id, brick_id)
     plan = get_plan(conn, organization_id, subscription.plan_id)
@@ -163,14 +169,19 @@ def _next_bucket(start: datetime, interval: str) -> datetime:
 
 def _buckets(since: datetime, until: datetime, interval: str) -> list[datetime]:
     """Bucket boundaries covering [since, until): n + 1 instants for n buckets."""
-    edges = [_bucket_start(since, interval)]
-    while edges[-1] < until or len(edges) == 1:
-        if len(edges) > MAX_BUCKETS:
-            raise InvalidInput(
-                f"at most {MAX_BUCKETS} buckets per series; narrow `from`/`to` or widen `interval`",
-                code="too_many_buckets",
-            )
-        edges.append(_next_bucket(edges[-1], interval))
+    try:
+        edges = [_bucket_start(since, interval)]
+        while edges[-1] < until or len(edges) == 1:
+            if len(edges) > MAX_BUCKETS:
+                raise InvalidInput(
+                    f"at most {MAX_BUCKETS} buckets per series; narrow `from`/`to` or widen "
+                    "`interval`",
+                    code="too_many_buckets",
+                )
+            edges.append(_next_bucket(edges[-1], interval))
+    except (OverflowError, ValueError) as exc:
+        # Buckets past year 1 or 9999 do not exist.
+        raise InvalidInput("`from`/`to` are out of range", code="invalid_parameter") from exc
     return edges
 
 

@@ -16,10 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from meterworks.api.context import AppContext
-from meterworks.api.jsonbody import parse_body
 from meterworks.catalog.meters import Meter, get_meter
 from meterworks.errors import InvalidInput, NotFound
 from meterworks.facades.salesbricks.auth import Organization
+from meterworks.facades.salesbricks.bodies import check_strings, parse_json
 from meterworks.facades.salesbricks.rendering import ExactJSONResponse
 from meterworks.facades.salesbricks.translate import (
     MAX_TRANSACTION_ID,
@@ -155,7 +155,7 @@ def _brick(context: AppContext, organization_id: str, brick_id: str) -> Meter:
 @router.post("/usage/", status_code=201, openapi_extra=_docs(UsageEntryIn))
 async def submit_usage(request: Request, organization_id: Organization) -> Response:
     context: AppContext = request.app.state.context
-    body = _object(parse_body(await request.body()))
+    body = _object(parse_json(await request.body(), exact=True))
     problems = _Problems()
     warnings: list[dict[str, str]] = []
     transaction_id = _transaction_id(body, problems)
@@ -169,11 +169,12 @@ async def submit_usage(request: Request, organization_id: Organization) -> Respo
     if value is UNSET:
         problems.add("value", "required", "value is required")
     raw_time = body.get("time")
+    instant = None
     if not isinstance(raw_time, str):
         problems.add("time", "required", "time (ISO-8601) is required")
     else:
         try:
-            parse_instant(raw_time)
+            instant = parse_instant(raw_time)
         except ValueError:
             problems.add("time", "invalid", "time must be an ISO-8601 timestamp")
     properties = _properties(body, problems)
@@ -185,7 +186,7 @@ async def submit_usage(request: Request, organization_id: Organization) -> Respo
         "idempotency_key": transaction_key(transaction_id),
         "subscription_id": ids["subscription_id"],
         "meter": meter.id,
-        "timestamp": raw_time,
+        "timestamp": instant,
         "operation": call.operation,
         "quantity": value,
         "properties": None if properties is UNSET else properties,
@@ -197,7 +198,7 @@ async def submit_usage(request: Request, organization_id: Organization) -> Respo
 @router.patch("/usage/", openapi_extra=_docs(UsageUpdateIn))
 async def update_usage(request: Request, organization_id: Organization) -> Response:
     context: AppContext = request.app.state.context
-    body = _object(parse_body(await request.body()))
+    body = _object(parse_json(await request.body(), exact=True))
     problems = _Problems()
     warnings: list[dict[str, str]] = []
     transaction_id = _transaction_id(body, problems)
@@ -222,7 +223,8 @@ async def delete_usage(request: Request, organization_id: Organization) -> Respo
     context: AppContext = request.app.state.context
     raw = await request.body()
     # The vendor's own example sends no body, so `?transaction_id=` is accepted too.
-    body = _object(parse_body(raw)) if raw.strip() else dict(request.query_params)
+    body = _object(parse_json(raw, exact=True)) if raw.strip() else dict(request.query_params)
+    check_strings(body)
     problems = _Problems()
     transaction_id = _transaction_id(body, problems)
     problems.raise_any("the request is not valid")

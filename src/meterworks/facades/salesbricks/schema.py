@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext
 from meterworks.api.context import AppContext
 from meterworks.catalog.meters import Meter, get_meter
 from meterworks.errors import MeterworksError, Unavailable
+from meterworks.facades.salesbricks.bodies import text_problem
 from meterworks.facades.salesbricks.translate import (
     SOURCE,
     BrickCall,
@@ -121,6 +122,17 @@ async def _report(
     quantity: int,
 ) -> None:
     context = info.context
+    for argument, text in (("subscriptionId", subscription_id), ("brickId", brick_id)):
+        problem = text_problem(text)
+        if problem is not None:
+            raise GraphQLError(problem, extensions={"code": "BAD_USER_INPUT", "argument": argument})
+    try:
+        instant = ensure_utc(timestamp)
+    except OverflowError as exc:
+        raise GraphQLError(
+            "timestamp is out of range in UTC",
+            extensions={"code": "INVALID_TIMESTAMP", "argument": "timestamp"},
+        ) from exc
     try:
         meter = await asyncio.to_thread(_brick, context, brick_id)
         check_brick_kind(call, meter)
@@ -128,7 +140,7 @@ async def _report(
             "idempotency_key": operation_key(context.idempotency_key, str(info.path.key)),
             "subscription_id": subscription_id,
             "meter": meter.id,
-            "timestamp": ensure_utc(timestamp),
+            "timestamp": instant,
             "operation": call.operation,
             "quantity": quantity,
         }
