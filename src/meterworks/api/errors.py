@@ -76,7 +76,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(code, message, details), status_code=status)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, MeterworksError):
+            # FastAPI answers any error met while reading a body with a generic 400; the domain
+            # error underneath (the body size limit's 413, unstorable text) is the real answer.
+            return await domain_error(request, exc.__cause__)
         code = _HTTP_CODES.get(exc.status_code, "error")
         return JSONResponse(
             error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
