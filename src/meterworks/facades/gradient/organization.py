@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from meterworks.api.context import Context
 from meterworks.customers.service import (
@@ -14,7 +16,7 @@ from meterworks.customers.service import (
     list_customers,
     update_customer,
 )
-from meterworks.errors import InvalidInput, NotFound
+from meterworks.errors import Conflict, InvalidInput, NotFound
 from meterworks.facades.gradient import integration
 from meterworks.facades.gradient.auth import GradientCaller
 from meterworks.facades.gradient.body import Payload
@@ -122,6 +124,37 @@ def _account_items(payload: Any) -> list[tuple[str, str, dict[str, Any]]]:
     return items
 
 
+def _upsert_accounts(
+    context: Context,
+    conn: Connection,
+    organization_id: str,
+    items: list[tuple[str, str, dict[str, Any]]],
+) -> tuple[list[dict[str, Any]], int]:
+    """The accounts as written, and how many of them are new."""
+    now = context.clock.now()
+    created = 0
+    written: list[dict[str, Any]] = []
+    for account_id, name, changes in items:
+        try:
+            existing = get_customer_by_external_id(conn, organization_id, account_id)
+        except NotFound:
+            customer = create_customer(
+                conn,
+                organization_id,
+                external_id=account_id,
+                name=name,
+                metadata=changes,
+                now=now,
+            )
+            created += 1
+        else:
+            customer = update_customer(
+                conn, organization_id, existing.id, name=name, metadata=changes, now=now
+            )
+        written.append(account(customer))
+    return written, created
+
+
 @router.post(
     "/organization/accounts",
     status_code=201,
@@ -132,29 +165,16 @@ def _account_items(payload: Any) -> list[tuple[str, str, dict[str, Any]]]:
 )
 def create_accounts(caller: GradientCaller, context: Context, payload: Payload) -> dict[str, Any]:
     items = _account_items(payload)
-    now = context.clock.now()
-    created = updated = 0
-    written: list[dict[str, Any]] = []
-    with context.db.transaction() as conn:
-        for account_id, name, changes in items:
-            try:
-                existing = get_customer_by_external_id(conn, caller.organization_id, account_id)
-            except NotFound:
-                customer = create_customer(
-                    conn,
-                    caller.organization_id,
-                    external_id=account_id,
-                    name=name,
-                    metadata=changes,
-                    now=now,
-                )
-                created += 1
-            else:
-                customer = update_customer(
-                    conn, caller.organization_id, existing.id, name=name, metadata=changes, now=now
-                )
-                updated += 1
-            written.append(account(customer))
+    try:
+        with context.db.transaction() as conn:
+            written, created = _upsert_accounts(context, conn, caller.organization_id, items)
+    except IntegrityError as exc:
+        # Another call created one of these ids between our read and our insert.
+        raise Conflict(
+            "accounts were changed by a concurrent call; retry (it is harmless)",
+            code="concurrent_update",
+        ) from exc
+    updated = len(written) - created
     return {
         "status": 201,
         "message": "Created accounts",

@@ -143,8 +143,7 @@ def sku(meter: Meter) -> dict[str, Any]:
     """A meter as a Gradient service (sku); its `id` is the serviceId."""
     stored = meter.metadata.get(SERVICE_METADATA_KEY)
     extras = dict(stored) if isinstance(stored, dict) else {}
-    return {
-        **_jsonable(extras),
+    core = {
         "id": meter.id,
         "name": meter.name,
         "description": meter.description or None,
@@ -156,6 +155,8 @@ def sku(meter: Meter) -> dict[str, Any]:
         "createdAt": format_instant(meter.created_at),
         "updatedAt": format_instant(meter.updated_at),
     }
+    # The client's own extra fields follow; they never shadow the facade's.
+    return {**core, **{k: v for k, v in _jsonable(extras).items() if k not in core}}
 
 
 def account(customer: Customer) -> dict[str, Any]:
