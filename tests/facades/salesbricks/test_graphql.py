@@ -213,6 +213,7 @@ def test_gauge_bills_value_times_days(server: RunningServer, org: IsolatedOrgani
             "2025-01-24T00:00:00Z",
         )
         assert (period["used"], period["pre_commitment"], period["remaining"]) == (113, 0, 0)
+        assert period["unit"] == "seat-days"
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from meterworks.errors import InvalidInput
 SOURCE = "salesbricks"
 # Ledger keys of REST v2 entries: `sb:` + transaction_id, so they never meet a native key.
 TRANSACTION_PREFIX = "sb:"
-# A key a transaction_id too long for the prefix is hashed into; it is not shown back.
+# A transaction_id too long to take the prefix is stored under its hash (not shown back).
 HASHED_TRANSACTION_PREFIX = "sb#"
 LEDGER_KEY_MAX = 255
 MAX_TRANSACTION_ID = 255
