@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from meterworks.api.context import Context
+from meterworks.api.jsonbody import DecimalRoute
 from meterworks.catalog.meters import get_meter
 from meterworks.errors import Forbidden, InvalidInput, NotFound
 from meterworks.facades.gradient import integration
@@ -19,7 +20,7 @@ from meterworks.facades.gradient.body import Payload
 from meterworks.facades.gradient.shapes import flag, service_ref, unit_count_body
 from meterworks.kit.ids import new_id
 
-router = APIRouter(tags=["unit counts"])
+router = APIRouter(route_class=DecimalRoute, tags=["unit counts"])
 
 # Domain refusals that mean "this account is not mapped to this service" to a Gradient client.
 NOT_MAPPED = frozenset({"customer_not_found", "no_active_subscription", "meter_not_in_plan"})

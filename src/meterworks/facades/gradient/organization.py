@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from meterworks.api.context import Context
+from meterworks.api.jsonbody import DecimalRoute
 from meterworks.customers.service import (
     Customer,
     create_customer,
@@ -31,7 +32,7 @@ from meterworks.facades.gradient.shapes import (
 )
 from meterworks.kit.instants import format_instant
 
-router = APIRouter(tags=["organization"])
+router = APIRouter(route_class=DecimalRoute, tags=["organization"])
 
 MAX_ACCOUNTS_PER_CALL = 10_000
 PAGE = 1_000

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from meterworks.api.context import Context
+from meterworks.api.jsonbody import DecimalRoute
 from meterworks.catalog.meters import Aggregation, Meter, create_meter, get_meter, list_meters
 from meterworks.catalog.meters import update_meter as update_meter_in_catalog
 from meterworks.errors import InvalidInput, NotFound
@@ -27,7 +28,7 @@ from meterworks.facades.gradient.shapes import (
 from meterworks.kit.ids import new_id
 from meterworks.tenancy.service import get_organization
 
-router = APIRouter(tags=["services"])
+router = APIRouter(route_class=DecimalRoute, tags=["services"])
 
 # Gradient only ever sets levels, so a service is a level meter; `latest` bills the count
 # standing at the end of the period, which is what a unit count means.
