@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, machine, report
+from bench import ingest, machine, reads, report, single
 from bench.databases import DIALECTS, NoPostgres, postgres_server_url
 
 
@@ -34,8 +34,8 @@ def _ingest(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str
     options = ingest.IngestOptions(
         subscriptions=args.subscriptions,
         clients=args.clients,
-        small_events=int(200_000 * scale),
-        large_events=int(200_000 * scale),
+        small_events=int(100_000 * scale),
+        large_events=int(100_000 * scale),
     )
     runs = []
     for dialect in dialects:
@@ -57,8 +57,42 @@ def _save(name: str, payload: dict[str, Any]) -> None:
     print(f"  wrote {path}", file=sys.stderr)
 
 
+def _single(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str:
+    options = single.SingleOptions(duration_s=args.duration)
+    runs = []
+    for dialect in dialects:
+        print(f"single events on {dialect}: {options}", file=sys.stderr)
+        result = single.run(dialect, workdir, options)
+        print(f"  {result['verified']}", file=sys.stderr)
+        runs.append(result)
+    table = report.markdown(single.COLUMNS, [r for run in runs for r in single.table_rows(run)])
+    _save("single", {"options": asdict(options), "runs": runs, "table": table})
+    return table
+
+
+def _reads(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str:
+    options = reads.ReadsOptions(
+        events=args.read_events, clients=args.clients, duration_s=args.duration * 2 / 3
+    )
+    runs = []
+    for dialect in dialects:
+        print(f"reads on {dialect}: {options}", file=sys.stderr)
+        result = reads.run(dialect, workdir, options)
+        print(
+            f"  filled {result['events_stored']} events at {result['fill_events_per_s']}/s; "
+            f"{result['verified']}",
+            file=sys.stderr,
+        )
+        runs.append(result)
+    table = report.markdown(reads.COLUMNS, [r for run in runs for r in reads.table_rows(run)])
+    _save("reads", {"options": asdict(options), "runs": runs, "table": table})
+    return table
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace, list[str], Path], str]] = {
     "ingest": _ingest,
+    "single": _single,
+    "reads": _reads,
 }
 
 
@@ -76,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="multiply the event counts (0.1 for a quick smoke run)")  # fmt: skip
     parser.add_argument("--subscriptions", type=int, default=100)
     parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument(
+        "--duration", type=float, default=15.0, help="seconds per measured request load"
+    )
+    parser.add_argument(
+        "--read-events", type=int, default=100_000, help="events stored before the reads"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args(argv)
     names = args.names or list(BENCHMARKS)

@@ -114,7 +114,7 @@ def run(dialect: str, workdir: Path, options: IngestOptions) -> dict[str, Any]:
         "dialect": dialect,
         "rows": rows,
         "verified": verified.summary(),
-        "ledger_verify_s": round(verified.ledger_verify_s, 1),
+        "ledger_verify_s": verified.ledger_verify_s,
         "server_peak_rss_mib": round(peak_rss_kib / 1024, 1),
     }
 

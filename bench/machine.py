@@ -48,7 +48,16 @@ def describe() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "sqlite": sqlite3.sqlite_version,
         "postgresql": _postgres(),
+        "load_average_at_start": load_average(),
     }
+
+
+def load_average() -> str:
+    """Other work on the machine skews every figure: recorded beside them."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 def one_line(machine: dict[str, Any]) -> str:

@@ -30,12 +30,17 @@ class LostOrDoubled(AssertionError):
 @dataclass(frozen=True, slots=True)
 class Verified:
     events: int
-    ledger_verify_s: float
+    ledger_verify_s: float | None
 
     def summary(self) -> str:
+        ledger = (
+            "ledger verify not run"
+            if self.ledger_verify_s is None
+            else f"ledger verify ok ({self.ledger_verify_s:.1f} s)"
+        )
         return (
             f"verified: {self.events} events stored exactly once; per-subscription sums and "
-            f"peaks match; ledger verify ok ({self.ledger_verify_s:.1f} s)"
+            f"peaks match; {ledger}"
         )
 
 
@@ -56,7 +61,11 @@ def stored_counts(dialect: str, db_url: str) -> dict[tuple[str, str], int]:
     return {(str(s), str(m)): int(c) for s, m, c in rows}
 
 
-def verify(dialect: str, db_url: str, tenant: Tenant, expected: Expected) -> Verified:
+def verify(
+    dialect: str, db_url: str, tenant: Tenant, expected: Expected, *, ledger: bool = True
+) -> Verified:
+    """Raise LostOrDoubled unless the ledger holds exactly `expected`; `ledger` adds the
+    full recomputation of `meterworks ledger verify` (slow on large ledgers)."""
     key_of = {meter_id: key for key, meter_id in tenant.meter_ids.items()}
     stored = {
         (sub, key_of[meter]): count
@@ -87,6 +96,8 @@ def verify(dialect: str, db_url: str, tenant: Tenant, expected: Expected) -> Ver
                     continue
                 if got != want:
                     raise LostOrDoubled(f"{sub} {key}: the API answers {got}, {want} was sent")
+    if not ledger:
+        return Verified(expected.events, None)
     started = time.perf_counter()
     done = subprocess.run(
         [meterworks_command(), "ledger", "verify", "--db", db_url],

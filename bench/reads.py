@@ -1,0 +1,108 @@
+"""Reads: current-period usage of random subscriptions, with many events stored.
+
+The ledger is filled first through the batched API (10,000 events a call, from a few client
+processes), then `GET /v1/subscriptions/{id}/usage` is called for random subscriptions, alone
+and from concurrent connections. The floor is `GET /healthz` from the same clients.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.databases import fresh_database
+from bench.load import BatchClient, run_batches, run_requests
+from bench.server import ServerProcess
+from bench.single import summary
+from bench.tenant import build_tenant
+from bench.verify import LostOrDoubled, verify
+from bench.workload import expected_of, streams
+
+
+@dataclass(frozen=True, slots=True)
+class ReadsOptions:
+    events: int = 300_000
+    subscriptions: int = 1_000
+    clients: int = 4
+    batch: int = 10_000
+    duration_s: float = 10.0
+    # (processes, connections per process) for each measured load.
+    loads: tuple[tuple[int, int], ...] = ((1, 1), (4, 4))
+
+
+COLUMNS = (
+    "dialect", "events stored", "subscriptions", "connections", "reads/s", "p50 ms", "p99 ms",
+    "floor reads/s", "floor p50 ms", "floor p99 ms",
+)  # fmt: skip
+
+
+def run(dialect: str, workdir: Path, options: ReadsOptions) -> dict[str, Any]:
+    run_id = secrets.token_hex(3)
+    log = workdir / f"server-reads-{dialect}.log"
+    with fresh_database(dialect, workdir, "reads") as url, ServerProcess(url, log) as server:
+        tenant = build_tenant(url, server.base_url, f"reads {run_id}", options.subscriptions)
+        first, last = tenant.window_us()
+        fill = streams(run_id, tenant.subscriptions, options.clients, options.events, first, last)
+        clients = [
+            BatchClient(server.base_url, tenant.token, ((s, options.batch),), (0,)) for s in fill
+        ]
+        (filled,) = run_batches(clients, server.pid)
+        if filled.result.failures or filled.result.accepted != options.events:
+            raise LostOrDoubled(
+                f"{dialect} fill: accepted {filled.result.accepted} of {options.events}: "
+                f"{filled.result.failures[:3]}"
+            )
+        verified = verify(dialect, url, tenant, expected_of(fill), ledger=False)
+        loads = []
+        for processes, connections in options.loads:
+            common: dict[str, Any] = {
+                "processes": processes,
+                "connections": connections,
+                "duration_s": options.duration_s,
+                "server_pid": server.pid,
+            }
+            floor = run_requests("healthz", server.base_url, tenant.token, **common)
+            reads = run_requests(
+                "usage",
+                server.base_url,
+                tenant.token,
+                subscriptions=tenant.subscriptions,
+                **common,
+            )
+            for label, timed in (("healthz", floor), ("usage", reads)):
+                if timed.result.failures:
+                    raise LostOrDoubled(f"{dialect} {label}: {timed.result.failures[:3]}")
+            loads.append(
+                {
+                    "connections": processes * connections,
+                    "reads": summary(reads),
+                    "floor_healthz": summary(floor),
+                }
+            )
+        peak_rss_kib = server.peak_rss_kib()
+    return {
+        "dialect": dialect,
+        "events_stored": options.events,
+        "subscriptions": options.subscriptions,
+        "fill_seconds": round(filled.seconds, 1),
+        "fill_events_per_s": round(options.events / filled.seconds),
+        "verified": verified.summary(),
+        "loads": loads,
+        "server_peak_rss_mib": round(peak_rss_kib / 1024, 1),
+    }
+
+
+def table_rows(result: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for load in result["loads"]:
+        r, f = load["reads"], load["floor_healthz"]
+        rows.append(
+            [
+                result["dialect"], result["events_stored"], result["subscriptions"],
+                load["connections"], r["requests_per_s"], r["p50_ms"], r["p99_ms"],
+                f["requests_per_s"], f["p50_ms"], f["p99_ms"],
+            ]
+        )  # fmt: skip
+    return rows
