@@ -63,8 +63,11 @@ def property_value(properties: dict[str, Any] | None, name: str) -> str | None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, Decimal | int):
-        return format_decimal(Decimal(value))
+    if isinstance(value, Decimal):
+        # The ledger stores a JSON number with decimals as its plain text (db/engine.py keeps it
+        # exact that way), and rebuilds read it back as that string: name it the same way here,
+        # or the running total and a rebuild disagree on the value (1.50 vs 1.5).
+        return format(value, "f")[:255]
     return str(value)[:255]
 
 
