@@ -20,7 +20,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from meterworks.catalog.meters import get_meter
 from meterworks.db import tables as t
+from meterworks.subscriptions.service import get_subscription
+from meterworks.usage.aggregations import same
+from meterworks.usage.ledger import load_rollups, load_values, recompute_pair
 from tests.support.server import RunningServer
 from tests.support.tenancy import IsolatedOrganization
 
@@ -197,6 +201,26 @@ class Api:
 
     def rollup_rows(self) -> int:
         return self.rows(t.usage_rollups)
+
+    def assert_rollups_match_ledger(self) -> None:
+        """What `ledger verify` checks, for this organization: stored totals = recomputed."""
+        e = t.usage_events.c
+        with self.server.db.read() as conn:
+            pairs = conn.execute(
+                select(e.subscription_id, e.meter_id)
+                .where(e.organization_id == self.org.id)
+                .distinct()
+            ).all()
+            for subscription_id, meter_id in pairs:
+                subscription = get_subscription(conn, self.org.id, subscription_id)
+                meter = get_meter(conn, self.org.id, meter_id)
+                expected = recompute_pair(conn, self.org.id, subscription, meter, 0)
+                pair = (subscription_id, meter_id)
+                stored = load_rollups(conn, self.org.id, {pair}, 0).get(pair, {})
+                load_values(conn, self.org.id, pair, stored)
+                assert set(stored) == set(expected), (meter.aggregation, stored, expected)
+                for start, rollup in expected.items():
+                    assert same(stored[start], rollup), (meter.aggregation, stored[start], rollup)
 
 
 def event(
