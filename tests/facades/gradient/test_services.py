@@ -164,3 +164,21 @@ def test_unknown_paths_answer_in_the_vendor_shape(vendor: Vendor) -> None:
         "statusCode": 404,
         "message": f"Cannot GET {PREFIX}/nothing/here",
     }
+
+
+def test_the_facade_documents_itself(server: RunningServer) -> None:
+    answer = httpx.get(f"{server.base_url}{PREFIX}/openapi.json", timeout=30)
+
+    assert answer.status_code == 200
+    paths = answer.json()["paths"]
+    assert {"/", "/service", "/service/{serviceId}", "/service/{serviceId}/count"} <= set(paths)
+    assert {"/organization", "/organization/accounts", "/organization/accounts/{accountId}"} <= set(
+        paths
+    )
+    count = paths["/service/{serviceId}/count"]["post"]
+    assert count["requestBody"]["content"]["application/json"]["schema"]["required"] == [
+        "unitCount"
+    ]
+    docs = httpx.get(f"{server.base_url}{PREFIX}/docs", timeout=30)
+    assert docs.status_code == 200
+    assert f"{PREFIX}/openapi.json" in docs.text

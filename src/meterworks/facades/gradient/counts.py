@@ -17,10 +17,17 @@ from meterworks.errors import Forbidden, InvalidInput, NotFound
 from meterworks.facades.gradient import integration
 from meterworks.facades.gradient.auth import GradientCaller
 from meterworks.facades.gradient.body import Payload
-from meterworks.facades.gradient.shapes import flag, service_ref, unit_count_body
+from meterworks.facades.gradient.shapes import (
+    ERROR_RESPONSES,
+    ServiceId,
+    flag,
+    json_request,
+    service_ref,
+    unit_count_body,
+)
 from meterworks.kit.ids import new_id
 
-router = APIRouter(route_class=DecimalRoute, tags=["unit counts"])
+router = APIRouter(route_class=DecimalRoute, responses=ERROR_RESPONSES, tags=["unit counts"])
 
 # Domain refusals that mean "this account is not mapped to this service" to a Gradient client.
 NOT_MAPPED = frozenset({"customer_not_found", "no_active_subscription", "meter_not_in_plan"})
@@ -47,16 +54,28 @@ def _translate(exc: InvalidInput, account_id: str, service_id: str) -> Exception
 
 
 @router.post(
-    "/service/{service_id}/count",
+    "/service/{serviceId}/count",
     status_code=201,
     summary="Set unit count",
     description="Sets (replaces) the account's unit count for the service. `no_build=true` "
     "writes the count without scheduling a billing-view rebuild. Body: "
     '`{"accountId": "...", "unitCount": 12.5}` (`clientOId` / `clientOid` accepted for '
     "`accountId`).",
+    openapi_extra=json_request(
+        {
+            "type": "object",
+            "required": ["unitCount"],
+            "properties": {
+                "accountId": {"type": "string"},
+                "clientOId": {"type": "string", "deprecated": True},
+                "clientOid": {"type": "string", "deprecated": True},
+                "unitCount": {"type": "number", "minimum": 0},
+            },
+        }
+    ),
 )
 def set_unit_count(
-    service_id: str,
+    service_id: ServiceId,
     caller: GradientCaller,
     context: Context,
     payload: Payload,

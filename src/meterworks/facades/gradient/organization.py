@@ -23,16 +23,19 @@ from meterworks.facades.gradient.auth import GradientCaller
 from meterworks.facades.gradient.body import Payload
 from meterworks.facades.gradient.shapes import (
     ACCOUNT_ID_LENGTH,
+    ERROR_RESPONSES,
+    AccountId,
     account,
     account_ref,
     invalid,
     json_object,
+    json_request,
     required_text,
     text,
 )
 from meterworks.kit.instants import format_instant
 
-router = APIRouter(route_class=DecimalRoute, tags=["organization"])
+router = APIRouter(route_class=DecimalRoute, responses=ERROR_RESPONSES, tags=["organization"])
 
 MAX_ACCOUNTS_PER_CALL = 10_000
 PAGE = 1_000
@@ -163,6 +166,20 @@ def _upsert_accounts(
     description="A JSON array of `{id, name, description?}`, written all or nothing. An id "
     "that already exists is updated (name, and description when given): syncing the full "
     "account list again is harmless.",
+    openapi_extra=json_request(
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "name"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "description": {"type": "string"},
+                },
+            },
+        }
+    ),
 )
 def create_accounts(caller: GradientCaller, context: Context, payload: Payload) -> dict[str, Any]:
     items = _account_items(payload)
@@ -185,9 +202,18 @@ def create_accounts(caller: GradientCaller, context: Context, payload: Payload) 
     }
 
 
-@router.patch("/organization/accounts/{account_id}", summary="Update account")
+@router.patch(
+    "/organization/accounts/{accountId}",
+    summary="Update account",
+    openapi_extra=json_request(
+        {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
+        }
+    ),
+)
 def update_account(
-    account_id: str,
+    account_id: AccountId,
     caller: GradientCaller,
     context: Context,
     payload: Payload,

@@ -16,9 +16,12 @@ from meterworks.facades.gradient.auth import GradientCaller
 from meterworks.facades.gradient.body import Payload
 from meterworks.facades.gradient.counts import service_not_found
 from meterworks.facades.gradient.shapes import (
+    ERROR_RESPONSES,
     SERVICE_METADATA_KEY,
+    ServiceId,
     invalid,
     json_object,
+    json_request,
     required_text,
     service_extras,
     service_ref,
@@ -28,7 +31,7 @@ from meterworks.facades.gradient.shapes import (
 from meterworks.kit.ids import new_id
 from meterworks.tenancy.service import get_organization
 
-router = APIRouter(route_class=DecimalRoute, tags=["services"])
+router = APIRouter(route_class=DecimalRoute, responses=ERROR_RESPONSES, tags=["services"])
 
 # Gradient only ever sets levels, so a service is a level meter; `latest` bills the count
 # standing at the end of the period, which is what a unit count means.
@@ -75,6 +78,20 @@ def get_vendor(caller: GradientCaller, context: Context) -> dict[str, Any]:
     description="Body `{name, description?, category?, subcategory?, aggregation?, unit?, ...}`; "
     f"aggregation one of {', '.join(LEVEL_AGGREGATIONS)} (default latest), unit default "
     "`unit`. Other fields are kept and answered as given.",
+    openapi_extra=json_request(
+        {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string"},
+                "description": {"type": "string"},
+                "category": {"type": "string"},
+                "subcategory": {"type": "string"},
+                "aggregation": {"enum": list(LEVEL_AGGREGATIONS), "default": "latest"},
+                "unit": {"type": "string", "default": DEFAULT_UNIT},
+            },
+        }
+    ),
 )
 def create_service(caller: GradientCaller, context: Context, payload: Payload) -> dict[str, Any]:
     body = json_object(payload)
@@ -104,21 +121,22 @@ def create_service(caller: GradientCaller, context: Context, payload: Payload) -
     return {"status": 201, "message": "Created service", "data": sku(meter)}
 
 
-@router.get("/service/{service_id}", summary="Get service")
-def get_service(service_id: str, caller: GradientCaller, context: Context) -> dict[str, Any]:
+@router.get("/service/{serviceId}", summary="Get service")
+def get_service(service_id: ServiceId, caller: GradientCaller, context: Context) -> dict[str, Any]:
     with context.db.read() as conn:
         meter = _find(conn, caller.organization_id, service_id)
     return {"status": 200, "message": "Found service", "data": sku(meter)}
 
 
 @router.patch(
-    "/service/{service_id}",
+    "/service/{serviceId}",
     summary="Update service",
     description="Changes name, description, category, subcategory or extra fields. A "
     "service's unit and aggregation never change (the ledger relies on them).",
+    openapi_extra=json_request({"type": "object"}),
 )
 def update_service(
-    service_id: str,
+    service_id: ServiceId,
     caller: GradientCaller,
     context: Context,
     payload: Payload,

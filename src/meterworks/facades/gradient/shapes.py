@@ -7,7 +7,10 @@ which the facade answers 400, the vendor's status for a malformed request.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Path
+from pydantic import BaseModel
 
 from meterworks.catalog.meters import KEY_PATTERN, Meter
 from meterworks.customers.service import Customer
@@ -25,6 +28,35 @@ SERVICE_FIELDS = frozenset(
 MAX_EXTRA_FIELDS = 50
 # A client's account ids are kept as customer external ids, at most this long.
 ACCOUNT_ID_LENGTH = 200
+
+
+# The vendor's own path parameter names, as its docs and SDK show them.
+ServiceId = Annotated[str, Path(alias="serviceId", description="a meter id (or key)")]
+AccountId = Annotated[str, Path(alias="accountId", description="the customer's external id")]
+
+
+class GradientError(BaseModel):
+    """Every error this facade answers."""
+
+    statusCode: int  # noqa: N815 - the vendor's field name
+    message: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": GradientError, "description": meaning}
+    for status, meaning in (
+        (400, "invalid body, id type or query"),
+        (401, "invalid GRADIENT-TOKEN"),
+        (403, "the integration is disabled (unit counts)"),
+        (404, "unknown or unmapped account or service"),
+        (429, "over the per-token rate limit; see Retry-After"),
+    )
+}
+
+
+def json_request(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI for a JSON body the facade reads itself (so FastAPI cannot describe it)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def invalid(message: str, code: str = "invalid_request") -> InvalidInput:
