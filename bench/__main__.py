@@ -53,7 +53,8 @@ _machine: dict[str, Any] = {}
 
 
 def _save(name: str, payload: dict[str, Any]) -> None:
-    path = report.write(name, {"machine": _machine, **payload})
+    finished = {"load_average_at_end": machine.load_average()}
+    path = report.write(name, {"machine": _machine, **finished, **payload})
     print(f"  wrote {path}", file=sys.stderr)
 
 
@@ -135,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not failed and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(f"machine: {machine.one_line(_machine)}")
-    print(f"suite took {time.monotonic() - started:.0f} s")
+    print(f"machine: {machine.one_line(_machine)}, commit {_machine['commit']}")
+    print(
+        f"load average (1, 5, 15 min) at start {_machine['load_average_at_start']}, "
+        f"at end {machine.load_average()}; suite took {time.monotonic() - started:.0f} s"
+    )
     return 0
 
 

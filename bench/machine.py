@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,31 @@ def describe() -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "postgresql": _postgres(),
         "load_average_at_start": load_average(),
+        "commit": _commit(),
     }
+
+
+def _commit() -> str:
+    """The product's commit the figures belong to, `+dirty` when the tree has changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def load_average() -> str:
