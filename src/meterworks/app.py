@@ -11,9 +11,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from meterworks import __version__
-from meterworks.api import catalog, customers, events, subscriptions, tenancy
+from meterworks.api import billing, catalog, customers, events, subscriptions, tenancy
 from meterworks.api.context import AppContext, Context
 from meterworks.api.errors import install_error_handlers
+from meterworks.billing.service import BillingService
 from meterworks.config import Settings
 from meterworks.db.engine import Database
 from meterworks.db.migrate import upgrade
@@ -69,13 +70,17 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         gather_ms=settings.group_commit_wait_ms,
         max_events=settings.group_commit_max_events,
     )
+    usage = UsageService(db, writer, clock, settings)
+    billing_service = BillingService(db, clock, settings)
+    billing_service.install(writer, usage)
     return AppContext(
         settings=settings,
         clock=clock,
         db=db,
         writer=writer,
-        usage=UsageService(db, writer, clock, settings),
+        usage=usage,
         authenticator=Authenticator(settings.auth_cache_seconds),
+        extensions={"billing": billing_service},
     )
 
 
@@ -86,9 +91,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         upgrade(context.db.engine)
         context.writer.start()
+        billing_service: BillingService = context.extensions["billing"]
+        billing_service.start()
         try:
             yield
         finally:
+            billing_service.stop()
             context.writer.stop()
             context.db.dispose()
 
@@ -101,7 +109,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app)
-    for module in (catalog, customers, subscriptions, events, tenancy):
+    for module in (catalog, customers, subscriptions, events, tenancy, billing):
         app.include_router(module.router, prefix="/v1")
 
     @app.get("/healthz", tags=["operations"])

@@ -1,0 +1,242 @@
+"""Invoices, payments, billing runs and billing views."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from meterworks.api.auth import OrganizationId
+from meterworks.api.context import AppContext, Context
+from meterworks.api.jsonbody import DecimalRoute
+from meterworks.api.schemas import DecimalIn, PeriodOut
+from meterworks.billing.documents import invoice_document
+from meterworks.billing.run import RunReport
+from meterworks.billing.service import BillingService
+from meterworks.errors import InvalidInput
+from meterworks.kit.decimals import DecimalInputError, parse_decimal
+from meterworks.kit.instants import format_instant, parse_instant
+
+router = APIRouter(route_class=DecimalRoute, tags=["billing"])
+
+
+def billing(context: AppContext) -> BillingService:
+    service: BillingService = context.extensions["billing"]
+    return service
+
+
+def _instant(value: str | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{field} must be an ISO-8601 timestamp",
+            details=[{"field": field, "message": "must be an ISO-8601 timestamp"}],
+        ) from exc
+
+
+class LineOut(BaseModel):
+    type: str = Field(description="fixed, usage, fixed_adjustment or usage_adjustment")
+    description: str
+    charge: str | None
+    meter: str | None = Field(description="the meter's id (usage lines)")
+    meter_key: str | None
+    unit: str | None
+    period: PeriodOut = Field(description="the service period the line bills")
+    quantity: str
+    unit_price: str | None
+    amount: str
+
+
+class PaymentOut(BaseModel):
+    id: str
+    amount: str
+    paid_at: str
+    reference: str | None
+
+
+class InvoiceOut(BaseModel):
+    id: str
+    number: int | None = Field(description="gapless per organization, given at finalization")
+    kind: str = Field(description="period, opening or adjustment")
+    customer_id: str
+    subscription_id: str
+    period: PeriodOut
+    status: str = Field(description="draft, finalized, paid or void")
+    currency: str
+    lines: list[LineOut]
+    subtotal: str
+    tax_rate: str | None
+    tax: str
+    total: str
+    amount_paid: str
+    amount_due: str
+    closes_at: str
+    issued_at: str | None
+    due_at: str | None
+    paid_at: str | None
+    voided_at: str | None
+    created_at: str
+    payments: list[PaymentOut]
+
+
+class InvoiceList(BaseModel):
+    data: list[InvoiceOut]
+    has_more: bool
+
+
+class ViewOut(BaseModel):
+    built_at: str
+    builds: int = Field(description="how many times this view has been rebuilt")
+    rebuild_pending: bool
+
+
+class PreviewOut(BaseModel):
+    id: None = None
+    number: None = None
+    kind: str
+    customer_id: str
+    subscription_id: str
+    period: PeriodOut
+    status: str
+    currency: str
+    lines: list[LineOut]
+    subtotal: str
+    tax_rate: str | None
+    tax: str
+    total: str
+    issued_at: None = None
+    due_at: None = None
+    counted_until: str
+    view: ViewOut
+
+
+@router.get("/invoices", response_model=InvoiceList)
+def list_invoices(
+    organization_id: OrganizationId,
+    context: Context,
+    customer_id: str | None = None,
+    subscription_id: str | None = None,
+    status: str | None = Query(None, description="draft, finalized, paid or void"),
+    limit: int = Query(100, ge=1, le=1000),
+    after: str | None = Query(None, description="the last id of the previous page"),
+) -> InvoiceList:
+    found, has_more = billing(context).list_invoices(
+        organization_id,
+        customer_id=customer_id,
+        subscription_id=subscription_id,
+        status=status,
+        limit=limit,
+        after=after,
+    )
+    return InvoiceList(
+        data=[InvoiceOut.model_validate(invoice_document(i)) for i in found], has_more=has_more
+    )
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
+def get_invoice(invoice_id: str, organization_id: OrganizationId, context: Context) -> InvoiceOut:
+    invoice = billing(context).invoice(organization_id, invoice_id)
+    return InvoiceOut.model_validate(invoice_document(invoice))
+
+
+@router.get("/invoices/{invoice_id}/explain")
+def explain_invoice(
+    invoice_id: str, organization_id: OrganizationId, context: Context
+) -> dict[str, Any]:
+    """Per line: the arithmetic and the ledger entries behind it."""
+    return billing(context).explain(organization_id, invoice_id)
+
+
+@router.post("/invoices/{invoice_id}/finalize", response_model=InvoiceOut)
+def finalize_invoice(
+    invoice_id: str, organization_id: OrganizationId, context: Context
+) -> InvoiceOut:
+    """Finalize a draft before its grace period ends (an invoice past draft is answered as is)."""
+    invoice = billing(context).finalize(organization_id, invoice_id)
+    return InvoiceOut.model_validate(invoice_document(invoice))
+
+
+@router.post("/invoices/{invoice_id}/void", response_model=InvoiceOut)
+def void_invoice(invoice_id: str, organization_id: OrganizationId, context: Context) -> InvoiceOut:
+    """Void a finalized, unpaid invoice; it keeps its number."""
+    invoice = billing(context).void(organization_id, invoice_id)
+    return InvoiceOut.model_validate(invoice_document(invoice))
+
+
+class PaymentIn(BaseModel):
+    amount: DecimalIn = Field(description='major units, e.g. "100.00"')
+    paid_at: str = Field(description="ISO-8601")
+    reference: str | None = Field(
+        None, max_length=255, description="your reference; a retry with it is recorded once"
+    )
+
+
+@router.post("/invoices/{invoice_id}/payments", status_code=201, response_model=InvoiceOut)
+def record_payment(
+    invoice_id: str, body: PaymentIn, organization_id: OrganizationId, context: Context
+) -> Any:
+    try:
+        amount = parse_decimal(body.amount)
+    except DecimalInputError as exc:
+        raise InvalidInput(
+            f"amount {exc}",
+            code="invalid_amount",
+            details=[{"field": "amount", "message": str(exc)}],
+        ) from exc
+    paid_at = _instant(body.paid_at, "paid_at")
+    assert paid_at is not None
+    invoice, recorded = billing(context).pay(
+        organization_id, invoice_id, amount=amount, paid_at=paid_at, reference=body.reference
+    )
+    document = InvoiceOut.model_validate(invoice_document(invoice)).model_dump()
+    return JSONResponse(document, status_code=201 if recorded else 200)
+
+
+class RunIn(BaseModel):
+    as_of: str | None = Field(None, description="ISO-8601; default now")
+
+
+class RunOut(BaseModel):
+    as_of: str
+    subscriptions: int = Field(description="subscriptions looked at")
+    drafted: int = Field(description="invoices drafted (periods closed)")
+    finalized: int = Field(description="invoices finalized (grace period over)")
+    failed: int = Field(description="subscriptions that could not be billed (retried next run)")
+    drafted_ids: list[str]
+    finalized_ids: list[str]
+
+    @classmethod
+    def of(cls, report: RunReport) -> RunOut:
+        return cls(
+            as_of=format_instant(report.as_of),
+            subscriptions=report.subscriptions,
+            drafted=report.drafted,
+            finalized=report.finalized,
+            failed=report.failed,
+            drafted_ids=report.drafted_ids,
+            finalized_ids=report.finalized_ids,
+        )
+
+
+@router.post("/billing/run", response_model=RunOut)
+def run_billing(
+    organization_id: OrganizationId, context: Context, body: RunIn | None = None
+) -> RunOut:
+    """Bill this organization now: what the scheduler does on its own, on demand. Idempotent."""
+    as_of = _instant(body.as_of if body else None, "as_of")
+    report = billing(context).run(as_of=as_of, organization_id=organization_id)
+    return RunOut.of(report)
+
+
+@router.get("/subscriptions/{subscription_id}/invoice-preview", response_model=PreviewOut)
+def invoice_preview(
+    subscription_id: str, organization_id: OrganizationId, context: Context
+) -> PreviewOut:
+    """The billing view: the current period priced as its invoice would be if it closed now."""
+    return PreviewOut.model_validate(billing(context).preview(organization_id, subscription_id))

@@ -1,0 +1,256 @@
+"""Composing an invoice: which lines it carries, from the ledger's rollups and earlier invoices.
+
+- An **opening** invoice carries the first period's fixed charges, in advance.
+- A **period** invoice for P carries P's usage (in arrears), the next period's fixed charges (in
+  advance), a fixed-charge adjustment when P turned out shorter than what was billed in advance
+  for it (a cancel inside P credits the unused days), and the late-usage adjustments of earlier,
+  finalized periods.
+- An **adjustment** invoice carries only late-usage adjustments (a subscription that has ended).
+
+Adjustments compare what a period rates now with what earlier invoices billed for it (original
+lines plus earlier adjustments), charge by charge, and bill the difference: whatever the history
+of late events and corrections, the lines of one (period, charge) add up to its current rating.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from meterworks.billing import marks, store
+from meterworks.billing.model import InvoiceKind, Line, LineType, fixed_ref, usage_ref
+from meterworks.billing.proration import DISPLAY_PLACES, to_decimal
+from meterworks.billing.rating import (
+    fixed_line,
+    rate_fixed,
+    rate_period_usage,
+    span_text,
+    totals,
+    usage_line,
+)
+from meterworks.catalog.meters import Meter, meters_by_ref
+from meterworks.catalog.plans import Plan
+from meterworks.db import tables as t
+from meterworks.kit.decimals import format_decimal
+from meterworks.kit.instants import from_micros
+from meterworks.kit.money import from_minor
+from meterworks.kit.periods import Period, grid_period
+from meterworks.subscriptions.service import Subscription
+from meterworks.usage.reading import usage_for_period
+
+
+@dataclass(frozen=True, slots=True)
+class Composition:
+    period: Period
+    lines: tuple[Line, ...]
+    tax_rate: Decimal | None
+    subtotal_minor: int
+    tax_minor: int
+    total_minor: int
+    # True when late-usage adjustments were considered (the late mark is then consumed).
+    settles_late_usage: bool
+
+
+def first_period(sub: Subscription) -> Period | None:
+    if sub.ends_at is not None and sub.ends_at <= sub.starts_at:
+        return None
+    return sub.period_at(sub.starts_at)
+
+
+def next_period(sub: Subscription, period: Period) -> Period | None:
+    if sub.ends_at is not None and period.end >= sub.ends_at:
+        return None
+    return sub.period_at(period.end)
+
+
+def grid_of(sub: Subscription, period: Period) -> Period:
+    return grid_period(sub.billing_anchor, sub.interval, period.start)
+
+
+def tax_rate_of(conn: Connection, organization_id: str, customer_id: str) -> Decimal | None:
+    # Read directly: a deleted customer still owes its invoices, at its rate.
+    c = t.customers.c
+    value = conn.execute(
+        select(c.tax_rate).where(c.organization_id == organization_id, c.id == customer_id)
+    ).scalar()
+    return value if isinstance(value, Decimal) else None
+
+
+class Composer:
+    """Composes the invoices of one subscription inside one unit of work."""
+
+    def __init__(
+        self, conn: Connection, organization_id: str, sub: Subscription, plan: Plan
+    ) -> None:
+        self.conn = conn
+        self.organization_id = organization_id
+        self.sub = sub
+        self.plan = plan
+        found = meters_by_ref(conn, organization_id, {c.meter_id for c in plan.usage_charges})
+        self.meters: dict[str, Meter] = {m.id: m for m in found.values()}
+
+    def compose(
+        self,
+        kind: InvoiceKind,
+        period: Period,
+        *,
+        before: tuple[datetime, str] | None,
+        until: datetime | None = None,
+    ) -> Composition:
+        """The lines of an invoice ordered at `before` (None: after every existing invoice).
+
+        `until` counts a running period's usage up to that instant (the preview); invoices of
+        closed periods count the whole period.
+        """
+        lines: list[Line] = []
+        settles = False
+        if kind is InvoiceKind.OPENING:
+            first = first_period(self.sub)
+            if first is not None:
+                period = first
+                lines.extend(
+                    fixed_line(r) for r in rate_fixed(self.plan, first, grid_of(self.sub, first))
+                )
+        elif kind is InvoiceKind.PERIOD:
+            following = next_period(self.sub, period)
+            if following is not None:
+                grid = grid_of(self.sub, following)
+                lines.extend(fixed_line(r) for r in rate_fixed(self.plan, following, grid))
+            lines.extend(self.usage_lines(period, until or period.end))
+            lines.extend(self.fixed_adjustments(period, before))
+            if not store.earlier_draft_exists(self.conn, self.organization_id, self.sub.id, before):
+                settles = True
+                lines.extend(self.usage_adjustments(before, period.start))
+        else:
+            settles = True
+            adjustments = self.usage_adjustments(before, None)
+            lines.extend(adjustments)
+            if adjustments:
+                period = Period(
+                    min(a.service.start for a in adjustments),
+                    max(a.service.end for a in adjustments),
+                )
+        tax_rate = tax_rate_of(self.conn, self.organization_id, self.sub.customer_id)
+        subtotal, tax, total = totals(lines, tax_rate)
+        return Composition(period, tuple(lines), tax_rate, subtotal, tax, total, settles)
+
+    def quantities(self, period: Period, until: datetime) -> dict[str, Decimal]:
+        usage = usage_for_period(
+            self.conn,
+            self.organization_id,
+            self.sub,
+            period,
+            now=until,
+            meters=list(self.meters.values()),
+        )
+        return {m.meter.id: m.quantity for m in usage.meters}
+
+    def usage_lines(self, period: Period, until: datetime) -> list[Line]:
+        rated = rate_period_usage(self.plan, self.meters, self.quantities(period, until))
+        return [usage_line(r, period) for r in rated]
+
+    def fixed_adjustments(self, period: Period, before: tuple[datetime, str] | None) -> list[Line]:
+        """Reconcile what was billed in advance for `period` with what it now is."""
+        if not self.plan.fixed_charges:
+            return []
+        billed = store.billed_for(
+            self.conn, self.organization_id, self.sub.id, {period.start}, before
+        )
+        currency = self.plan.currency
+        lines = []
+        for rated in rate_fixed(self.plan, period, grid_of(self.sub, period)):
+            ref = fixed_ref(rated.index)
+            held = billed.get((period.start, ref), store.Billed())
+            difference = rated.amount_minor - held.amount_minor
+            if difference == 0:
+                continue
+            name = rated.charge.name
+            served = to_decimal(rated.ratio, DISPLAY_PLACES)
+            description = (
+                f"Credit for unused time: {name}, {span_text(Period(period.end, rated.grid.end))}"
+                if difference < 0
+                else f"{name}: not billed in advance for {span_text(period)}"
+            )
+            lines.append(
+                Line(
+                    type=LineType.FIXED_ADJUSTMENT,
+                    charge_ref=ref,
+                    service=period,
+                    description=description,
+                    meter_id=None,
+                    quantity=served - held.quantity,
+                    unit_price=rated.charge.amount,
+                    exact_amount=from_minor(difference, currency),
+                    amount_minor=difference,
+                    details={
+                        **rated.details,
+                        "expected_minor": rated.amount_minor,
+                        "billed_minor": held.amount_minor,
+                        "billed_on": list(dict.fromkeys(held.invoice_ids)),
+                    },
+                )
+            )
+        return lines
+
+    def usage_adjustments(
+        self, before: tuple[datetime, str] | None, periods_before: datetime | None
+    ) -> list[Line]:
+        """Late-usage adjustments for the finalized periods the late mark reaches."""
+        from_us = marks.late_from(self.conn, self.organization_id, self.sub.id)
+        if from_us is None:
+            return []
+        adjusted = [
+            invoice
+            for invoice in store.finalized_periods(
+                self.conn, self.organization_id, self.sub.id, from_micros(from_us)
+            )
+            if periods_before is None or invoice.period.start < periods_before
+        ]
+        if not adjusted:
+            return []
+        billed = store.billed_for(
+            self.conn,
+            self.organization_id,
+            self.sub.id,
+            {invoice.period.start for invoice in adjusted},
+            before,
+        )
+        currency = self.plan.currency
+        lines = []
+        for invoice in adjusted:
+            period = invoice.period
+            quantities = self.quantities(period, period.end)
+            for rated in rate_period_usage(self.plan, self.meters, quantities):
+                held = billed.get((period.start, usage_ref(rated.meter.id)), store.Billed())
+                difference = rated.amount_minor - held.amount_minor
+                delta = rated.quantity - held.quantity
+                if difference == 0 and delta == 0:
+                    continue
+                lines.append(
+                    Line(
+                        type=LineType.USAGE_ADJUSTMENT,
+                        charge_ref=usage_ref(rated.meter.id),
+                        service=period,
+                        description=f"Late usage adjustment: {rated.charge.name}, "
+                        f"{span_text(period)}",
+                        meter_id=rated.meter.id,
+                        quantity=delta,
+                        unit_price=rated.unit_price,
+                        exact_amount=from_minor(difference, currency),
+                        amount_minor=difference,
+                        details={
+                            "rated": rated.details,
+                            "rated_minor": rated.amount_minor,
+                            "billed_minor": held.amount_minor,
+                            "billed_quantity": format_decimal(held.quantity),
+                            "billed_on": list(dict.fromkeys(held.invoice_ids)),
+                            "finalized_invoice_id": invoice.id,
+                            "ledger_watermark": invoice.ledger_watermark,
+                        },
+                    )
+                )
+        return lines

@@ -1,0 +1,229 @@
+"""Billing views: each subscription's current period priced, as its next invoice would be.
+
+After usage writes, the writer's hook asks for a rebuild (in the writer's own transaction): the
+request's due time is pushed `view_debounce_seconds` ahead by every write, so a burst of writes to
+one subscription causes one rebuild, after the burst. Writes with `rebuild_view=False` (Gradient's
+`no_build=true`) ask for none. A rebuild runs when its request is due: from the background loop,
+or from a read that finds it due. It holds the request's row while it builds, so a write that
+lands meanwhile waits and then asks for the next rebuild: nothing written is ever left out, and a
+read returns the last rebuild that completed, never an older one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Connection
+
+from meterworks.billing.compose import Composer
+from meterworks.billing.documents import preview_document
+from meterworks.billing.model import InvoiceKind
+from meterworks.catalog.plans import get_plan
+from meterworks.db import tables as t
+from meterworks.db.dialect import upsert
+from meterworks.db.engine import Database
+from meterworks.errors import Conflict
+from meterworks.kit.instants import format_instant
+from meterworks.kit.periods import Period
+from meterworks.subscriptions.service import Subscription, get_subscription
+
+log = logging.getLogger("meterworks.billing")
+
+RETRY_AFTER = timedelta(seconds=60)
+R = t.billing_view_requests.c
+V = t.billing_views.c
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    subscription_id: str
+    period_start: datetime
+    built_at: datetime
+    builds: int
+    body: dict[str, Any]
+
+    def document(self, pending_since: datetime | None) -> dict[str, Any]:
+        return {
+            **self.body,
+            "view": {
+                "built_at": format_instant(self.built_at),
+                "builds": self.builds,
+                # A rebuild is asked for (usage changed since this view was built).
+                "rebuild_pending": pending_since is not None,
+            },
+        }
+
+
+def request_rebuild(
+    conn: Connection,
+    organization_id: str,
+    subscription_ids: set[str],
+    *,
+    now: datetime,
+    debounce: timedelta,
+) -> None:
+    """The writer's hook: ask for (or push back) a rebuild of each subscription's view."""
+    if not subscription_ids:
+        return
+    statement = upsert(
+        conn,
+        t.billing_view_requests,
+        ["organization_id", "subscription_id"],
+        {"requested_at": now, "due_at": now + debounce},
+    )
+    conn.execute(
+        statement,
+        [
+            {
+                "organization_id": organization_id,
+                "subscription_id": sid,
+                "requested_at": now,
+                "due_at": now + debounce,
+            }
+            for sid in sorted(subscription_ids)
+        ],
+    )
+
+
+def current_period(sub: Subscription, now: datetime) -> Period:
+    if sub.ends_at is not None and now >= sub.ends_at:
+        raise Conflict(
+            "the subscription has ended: it has no current period; see its invoices",
+            code="subscription_ended",
+        )
+    return sub.period_at(now)
+
+
+def _load(conn: Connection, organization_id: str, subscription_id: str) -> View | None:
+    row = conn.execute(
+        select(t.billing_views).where(
+            V.organization_id == organization_id, V.subscription_id == subscription_id
+        )
+    ).first()
+    if row is None:
+        return None
+    return View(row.subscription_id, row.period_start, row.built_at, row.builds, row.body)
+
+
+def _request(
+    conn: Connection, organization_id: str, subscription_id: str, *, lock: bool = False
+) -> tuple[datetime, datetime] | None:
+    query = select(R.requested_at, R.due_at).where(
+        R.organization_id == organization_id, R.subscription_id == subscription_id
+    )
+    if lock:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return None if row is None else (row.requested_at, row.due_at)
+
+
+def _stale(
+    view: View | None, request: tuple[datetime, datetime] | None, period: Period, now: datetime
+) -> bool:
+    if view is None or view.period_start != period.start:
+        return True
+    return request is not None and request[1] <= now
+
+
+def build(
+    conn: Connection, organization_id: str, sub: Subscription, now: datetime
+) -> dict[str, Any]:
+    """The view's document: the current period composed as its invoice, usage counted to now."""
+    period = current_period(sub, now)
+    plan = get_plan(conn, organization_id, sub.plan_id)
+    composition = Composer(conn, organization_id, sub, plan).compose(
+        InvoiceKind.PERIOD, period, before=None, until=max(now, period.start)
+    )
+    return preview_document(sub, plan.currency, composition, counted_until=min(now, period.end))
+
+
+def rebuild(
+    db: Database, organization_id: str, subscription_id: str, now: datetime, *, only_if_due: bool
+) -> tuple[View | None, bool]:
+    """Rebuild one view if it is stale (with `only_if_due`: if its request is due).
+
+    Answers the view as it stands and whether this call rebuilt it.
+    """
+    with db.transaction() as conn:
+        # Held until commit: the writer's next request for this subscription waits for it.
+        request = _request(conn, organization_id, subscription_id, lock=True)
+        sub = get_subscription(conn, organization_id, subscription_id)
+        view = _load(conn, organization_id, subscription_id)
+        if only_if_due and (request is None or request[1] > now):
+            return view, False
+        if sub.ends_at is not None and now >= sub.ends_at:
+            _forget(conn, organization_id, subscription_id)
+            return view, False
+        period = current_period(sub, now)
+        if not only_if_due and not _stale(view, request, period, now):
+            return view, False
+        body = build(conn, organization_id, sub, now)
+        builds = (view.builds if view is not None else 0) + 1
+        values = {"period_start": period.start, "built_at": now, "builds": builds, "body": body}
+        conn.execute(
+            upsert(conn, t.billing_views, ["organization_id", "subscription_id"], values).values(
+                organization_id=organization_id, subscription_id=subscription_id, **values
+            )
+        )
+        _forget(conn, organization_id, subscription_id)
+        return View(subscription_id, period.start, now, builds, body), True
+
+
+def _forget(conn: Connection, organization_id: str, subscription_id: str) -> None:
+    conn.execute(
+        delete(t.billing_view_requests).where(
+            R.organization_id == organization_id, R.subscription_id == subscription_id
+        )
+    )
+
+
+def preview(
+    db: Database, organization_id: str, subscription_id: str, now: datetime
+) -> dict[str, Any]:
+    """The subscription's billing view, rebuilt first when it is missing, outdated or due."""
+    with db.read() as conn:
+        sub = get_subscription(conn, organization_id, subscription_id)
+        period = current_period(sub, now)
+        view = _load(conn, organization_id, subscription_id)
+        request = _request(conn, organization_id, subscription_id)
+    if _stale(view, request, period, now):
+        view, _ = rebuild(db, organization_id, subscription_id, now, only_if_due=False)
+        with db.read() as conn:
+            request = _request(conn, organization_id, subscription_id)
+    assert view is not None
+    return view.document(None if request is None else request[0])
+
+
+def rebuild_due(db: Database, now: datetime, *, limit: int = 200) -> int:
+    """Rebuild the views whose debounce has passed, oldest first; how many were rebuilt."""
+    with db.read() as conn:
+        due = conn.execute(
+            select(R.organization_id, R.subscription_id)
+            .where(R.due_at <= now)
+            .order_by(R.due_at)
+            .limit(limit)
+        ).all()
+    rebuilt = 0
+    for row in due:
+        try:
+            _, built = rebuild(db, row.organization_id, row.subscription_id, now, only_if_due=True)
+        except Exception:
+            # Retried later, not in a tight loop: a view that cannot be built waits a minute.
+            log.exception("billing view of %s failed", row.subscription_id)
+            _postpone(db, row.organization_id, row.subscription_id, now + RETRY_AFTER)
+            continue
+        rebuilt += built
+    return rebuilt
+
+
+def _postpone(db: Database, organization_id: str, subscription_id: str, due_at: datetime) -> None:
+    with db.transaction() as conn:
+        conn.execute(
+            t.billing_view_requests.update()
+            .where(R.organization_id == organization_id, R.subscription_id == subscription_id)
+            .values(due_at=due_at)
+        )

@@ -1,0 +1,1 @@
+"""Whole billing stories told through the public API, with the injected clock."""
