@@ -1,0 +1,175 @@
+"""The `meterworks` command line, run for real as a subprocess against a real database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from meterworks.config import Settings
+from meterworks.db import tables as t
+from meterworks.db.engine import Database
+from meterworks.kit.clock import FrozenClock
+from tests.support.databases import (
+    DIALECTS,
+    postgres_server_url,
+    scratch_postgres_database,
+    sqlite_url,
+)
+from tests.support.server import RunningServer, serve
+
+
+@pytest.fixture(scope="module", params=DIALECTS, ids=DIALECTS)
+def cli_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A database of this module's own: the CLI migrates it, and one test corrupts it."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path_factory.mktemp("cli"))
+        return
+    with scratch_postgres_database(postgres_server_url()) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def cli_server(cli_database_url: str) -> Iterator[RunningServer]:
+    """The API over the CLI's database, its clock at the real now (the demo uses the real one)."""
+    db = Database(cli_database_url)
+    settings = Settings().with_overrides(database_url=cli_database_url, scheduler_enabled=False)
+    try:
+        with serve(settings, db, FrozenClock(datetime.now(UTC))) as running:
+            yield running
+    finally:
+        db.dispose()
+
+
+def meterworks(*args: str) -> subprocess.CompletedProcess[str]:
+    # Wide columns: the report lines must not be wrapped by the terminal renderer.
+    env = {**os.environ, "COLUMNS": "250"}
+    env.pop("METERWORKS_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "meterworks", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+
+
+def last_line(text: str) -> str:
+    return text.rstrip("\n").rsplit("\n", 1)[-1]
+
+
+def test_migrate(cli_database_url: str) -> None:
+    done = meterworks("migrate", "--db", cli_database_url)
+    assert done.returncode == 0, done.stderr
+    assert "schema at revision" in done.stdout
+
+
+def test_keys_create_prints_a_token_that_works(
+    cli_database_url: str, cli_server: RunningServer
+) -> None:
+    done = meterworks(
+        "keys", "create", "--db", cli_database_url, "--org", "CLI test", "--name", "ci"
+    )
+    assert done.returncode == 0, done.stderr
+    token = last_line(done.stdout)
+    key_id, _, secret = token.partition(".")
+    assert key_id.startswith("key_")
+    assert secret
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=cli_server.base_url, headers=headers, timeout=30) as client:
+        response = client.post(
+            "/v1/meters",
+            json={"key": "calls", "name": "Calls", "unit": "call", "aggregation": "sum"},
+        )
+        assert response.status_code == 201, response.text
+        assert [m["key"] for m in client.get("/v1/meters").json()["data"]] == ["calls"]
+    # A second key for the same organization sees the same objects.
+    again = meterworks("keys", "create", "--db", cli_database_url, "--org", "CLI test")
+    other = {"Authorization": f"Bearer {last_line(again.stdout)}"}
+    with httpx.Client(base_url=cli_server.base_url, headers=other, timeout=30) as client:
+        assert [m["key"] for m in client.get("/v1/meters").json()["data"]] == ["calls"]
+
+
+@pytest.fixture(scope="module")
+def demo(cli_database_url: str) -> subprocess.CompletedProcess[str]:
+    """`meterworks demo`, run once per database."""
+    return meterworks("demo", "--db", cli_database_url)
+
+
+def test_demo_fills_a_database_whose_key_reads_usage(
+    demo: subprocess.CompletedProcess[str], cli_server: RunningServer
+) -> None:
+    assert demo.returncode == 0, demo.stderr
+    token = last_line(demo.stdout)
+    assert "usage events" in demo.stdout
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=cli_server.base_url, headers=headers, timeout=30) as client:
+        meters = client.get("/v1/meters").json()["data"]
+        assert sorted(m["key"] for m in meters) == ["api_calls", "seats", "storage_gb"]
+        subscriptions = client.get("/v1/subscriptions").json()["data"]
+        assert len(subscriptions) == 3
+        for sub in subscriptions:
+            usage = client.get(f"/v1/subscriptions/{sub['id']}/usage")
+            assert usage.status_code == 200, usage.text
+            quantities = {m["key"]: m["quantity"] for m in usage.json()["meters"]}
+            assert set(quantities) == {"api_calls", "seats", "storage_gb"}
+            assert all(q != "0" for q in quantities.values()), quantities
+
+
+def test_ledger_verify_passes_then_finds_a_corrupted_rollup(
+    cli_database_url: str, cli_server: RunningServer, demo: subprocess.CompletedProcess[str]
+) -> None:
+    assert demo.returncode == 0, demo.stderr
+    ok = meterworks("ledger", "verify", "--db", cli_database_url)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.rstrip().endswith(": ok")
+    assert "DIFF" not in ok.stdout
+
+    db = cli_server.db
+    r = t.usage_rollups.c
+    with db.transaction() as conn:
+        row = conn.execute(
+            select(t.usage_rollups).where(r.event_count > 0).order_by(r.subscription_id).limit(1)
+        ).one()
+        conn.execute(
+            t.usage_rollups.update()
+            .where(
+                r.organization_id == row.organization_id,
+                r.subscription_id == row.subscription_id,
+                r.meter_id == row.meter_id,
+                r.period_start_us == row.period_start_us,
+            )
+            .values(event_count=row.event_count + 1)
+        )
+    try:
+        bad = meterworks("ledger", "verify", "--db", cli_database_url)
+        assert bad.returncode == 1, bad.stdout + bad.stderr
+        assert "1 differences" in bad.stdout
+        assert (
+            f"DIFF org={row.organization_id} sub={row.subscription_id} meter={row.meter_id} "
+            f"period_start={row.period_start_us}"
+        ) in bad.stdout
+        assert f"stored:   count={row.event_count + 1} " in bad.stdout
+        assert f"expected: count={row.event_count} " in bad.stdout
+    finally:
+        with db.transaction() as conn:
+            conn.execute(
+                t.usage_rollups.update()
+                .where(
+                    r.organization_id == row.organization_id,
+                    r.subscription_id == row.subscription_id,
+                    r.meter_id == row.meter_id,
+                    r.period_start_us == row.period_start_us,
+                )
+                .values(event_count=row.event_count)
+            )
+    assert meterworks("ledger", "verify", "--db", cli_database_url).returncode == 0
