@@ -24,6 +24,12 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The usage ledger.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(ledger_app, name="ledger")
+billing_app = typer.Typer(
+    help="Billing: close periods, draft and finalize invoices.", no_args_is_help=True
+)
+invoices_app = typer.Typer(help="Invoices.", no_args_is_help=True)
+app.add_typer(billing_app, name="billing")
+app.add_typer(invoices_app, name="invoices")
 
 err = Console(stderr=True)
 out = Console()
@@ -131,6 +137,122 @@ def ledger_verify(db: DbOption = None) -> None:
     )
     if not report.ok:
         raise typer.Exit(1)
+
+
+@billing_app.command("run")
+def billing_run(
+    db: DbOption = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="bill as at this instant (ISO-8601; default now)"),
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="seconds to wait while another process is billing")
+    ] = 60.0,
+) -> None:
+    """Close every period that ended by then, draft and finalize invoices; idempotent."""
+    import time
+
+    from meterworks.billing.leadership import leadership
+    from meterworks.billing.scheduler import holder_id
+    from meterworks.billing.service import BillingService
+    from meterworks.errors import MeterworksError
+    from meterworks.kit.instants import parse_instant
+
+    try:
+        instant = None if as_of is None else parse_instant(as_of)
+    except ValueError as exc:
+        raise typer.BadParameter("must be an ISO-8601 instant", param_hint="--as-of") from exc
+    settings = _settings(db)
+    clock = SystemClock()
+    holder = holder_id()
+    deadline = time.monotonic() + wait
+    with _database(settings) as database:
+        service = BillingService(database, clock, settings)
+        while True:
+            # One process bills at a time: the same database lock the scheduler takes.
+            with leadership(database, clock, holder) as leader:
+                if leader is not None:
+                    try:
+                        report = service.run(as_of=instant)
+                    except MeterworksError as exc:
+                        err.print(f"[red]{exc.code}[/red]: {exc.message}")
+                        raise typer.Exit(2) from exc
+                    break
+            if time.monotonic() >= deadline:
+                err.print("[red]another process is billing; try again later[/red]")
+                raise typer.Exit(1)
+            time.sleep(1.0)
+    out.print(
+        f"billing run as of {format_instant(report.as_of)}: {report.organizations} "
+        f"organizations, {report.subscriptions} subscriptions; drafted {report.drafted}, "
+        f"finalized {report.finalized}"
+        + (f", [red]{report.failed} failed (see the log)[/red]" if report.failed else "")
+    )
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@invoices_app.command("explain")
+def invoices_explain(
+    invoice_id: Annotated[str, typer.Argument(help="the invoice id")],
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the explanation as JSON")] = False,
+) -> None:
+    """Show, per line, the ledger entries and the arithmetic behind an invoice."""
+    import json
+
+    from meterworks.billing.service import BillingService
+    from meterworks.errors import MeterworksError
+
+    settings = _settings(db)
+    with _database(settings) as database:
+        try:
+            explained = BillingService(database, SystemClock(), settings).explain_anywhere(
+                invoice_id
+            )
+        except MeterworksError as exc:
+            err.print(f"[red]{exc.code}[/red]: {exc.message}")
+            raise typer.Exit(1) from exc
+    if as_json:
+        print(json.dumps(explained, indent=2))
+        return
+    number = explained["number"]
+    out.print(
+        f"[bold]invoice {explained['invoice_id']}[/bold]"
+        + (f" no. {number}" if number is not None else "")
+        + f" ({explained['status']}, {explained['currency']})"
+    )
+    out.print(f"counted: {explained['ledger_note']}; {explained['rounding']}")
+    for line in explained["lines"]:
+        out.print(
+            f"\n[bold]{line['position']}. {line['description']}[/bold] ({line['type']}): "
+            f"{line['amount']}"
+        )
+        for step in line.get("arithmetic", []):
+            out.print(f"   {step}", markup=False)
+        ledger = line.get("ledger")
+        if ledger:
+            out.print(
+                f"   ledger: {ledger['entries_counted']} entries counted"
+                + (f", {ledger['entries_voided']} voided" if ledger["entries_voided"] else "")
+                + f"; recomputed {ledger['recomputed_quantity']}"
+                + (" (matches)" if ledger["matches_line"] else " [red](DIFFERS)[/red]")
+            )
+            for entry in ledger["entries"][:20]:
+                out.print(
+                    f"     {entry['timestamp']}  {entry['operation']:<3} "
+                    f"{entry['quantity']:>12}  {entry['idempotency_key']}"
+                    + (f"  rev {entry['revision']}" if entry["revision"] else "")
+                    + ("  LATE" if entry.get("late") else ""),
+                    markup=False,
+                )
+            hidden = ledger["entries_counted"] - min(20, len(ledger["entries"]))
+            if hidden > 0:
+                out.print(f"     … and {hidden} more (--json lists up to 200)")
+    out.print()
+    for total in explained["totals"]:
+        out.print(total, markup=False)
 
 
 @app.command()
