@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from meterworks.db.dialect import is_sqlite, normalize_url
-from meterworks.errors import Unavailable
+from meterworks.errors import Conflict, Unavailable
 
 READ_ONLY = "meterworks_read_only"
 
@@ -92,6 +92,13 @@ class Database:
                 yield conn
         except OperationalError as exc:
             raise Unavailable("the database is not available, retry later") from exc
+        except IntegrityError as exc:
+            # A check-then-insert lost a race with a concurrent request: the constraint held, so
+            # nothing was written; the client may retry and will then see the winner's row.
+            raise Conflict(
+                "a concurrent change conflicted with this one; nothing was written, retry",
+                code="concurrent_conflict",
+            ) from exc
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise Unavailable("the database connection was lost, retry later") from exc
