@@ -10,6 +10,10 @@ from datetime import UTC, datetime, timedelta
 from meterworks.kit.clock import ensure_utc
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The instants accepted from clients. Periods are computed a period or two beyond an instant,
+# and datetime stops at year 9999: bounding input here keeps every later step from overflowing.
+EARLIEST = EPOCH
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 MICROS_PER_SECOND = 1_000_000
 MICROS_PER_DAY = 86_400 * MICROS_PER_SECOND
 
@@ -24,7 +28,7 @@ def from_micros(value: int) -> datetime:
 
 
 def parse_instant(text: str) -> datetime:
-    """ISO-8601; `Z` or an offset; no offset means UTC."""
+    """ISO-8601; `Z` or an offset; no offset means UTC; from 1970 up to (not into) year 9000."""
     raw = text.strip()
     if not raw:
         raise ValueError("empty timestamp")
@@ -32,10 +36,13 @@ def parse_instant(text: str) -> datetime:
         raw = raw[:-1] + "+00:00"
     parsed = datetime.fromisoformat(raw)
     try:
-        return ensure_utc(parsed)
+        instant = ensure_utc(parsed)
     except OverflowError as exc:
         # Callers refuse bad input by catching ValueError; an offset near year 1 or 9999 is that.
         raise ValueError(f"{text!r} is out of range in UTC") from exc
+    if not EARLIEST <= instant < LATEST:
+        raise ValueError(f"{text!r} is not between 1970-01-01 and 9000-01-01")
+    return instant
 
 
 def format_instant(value: datetime) -> str:
