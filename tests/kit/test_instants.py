@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterworks.kit.instants import format_instant, from_micros, parse_instant, to_micros
+from meterworks.kit.instants import (
+    EARLIEST,
+    LATEST,
+    format_instant,
+    from_micros,
+    parse_instant,
+    to_micros,
+)
 
 
 @pytest.mark.parametrize(
@@ -39,6 +46,10 @@ def test_parse(text: str, expected: datetime) -> None:
         # Out of the representable range once moved to UTC: refused, not an overflow.
         "0001-01-01T00:00:00+01:00",
         "9999-12-31T23:59:59-01:00",
+        # Outside the instants clients may send.
+        "1969-12-31T23:59:59.999999Z",
+        "9000-01-01T00:00:00Z",
+        "9999-12-31T00:00:00Z",
     ],
 )
 def test_parse_refuses_with_value_error(text: str) -> None:
@@ -69,5 +80,14 @@ def test_format() -> None:
 )
 def test_micros_round_trip(instant: datetime) -> None:
     assert from_micros(to_micros(instant)) == instant
-    assert parse_instant(format_instant(instant)) == instant
     assert to_micros(instant + timedelta(microseconds=1)) == to_micros(instant) + 1
+    if EARLIEST <= instant < LATEST:
+        assert parse_instant(format_instant(instant)) == instant
+    else:
+        with pytest.raises(ValueError, match="between"):
+            parse_instant(format_instant(instant))
+
+
+def test_the_accepted_range_is_half_open() -> None:
+    assert parse_instant("1970-01-01T00:00:00Z") == EARLIEST
+    assert parse_instant("8999-12-31T23:59:59.999999Z") == LATEST - timedelta(microseconds=1)
