@@ -87,12 +87,15 @@ def _batch_worker(spec: BatchClient, barrier: Barrier, results: mp.Queue[Any]) -
         bodies = [stream.bodies(size) for stream, size in spec.parts]
         outcomes: list[StepResult] = []
         headers = {"Authorization": f"Bearer {spec.token}", "Content-Type": "application/json"}
-        with httpx.Client(base_url=spec.base_url, headers=headers, timeout=REQUEST_TIMEOUT_S) as c:
-            c.get("/healthz")
-            for part in spec.steps:
-                outcome = StepResult()
-                barrier.wait(BARRIER_TIMEOUT_S)
-                started = time.perf_counter()
+        for part in spec.steps:
+            outcome = StepResult()
+            barrier.wait(BARRIER_TIMEOUT_S)
+            started = time.perf_counter()
+            # A connection per step: one kept across a wait at the barrier could be closed by the
+            # server's keep-alive timeout (5 s) just as the next step sends on it.
+            with httpx.Client(
+                base_url=spec.base_url, headers=headers, timeout=REQUEST_TIMEOUT_S
+            ) as c:
                 for body in bodies[part]:
                     sent = time.perf_counter()
                     response = c.post("/v1/events", content=body)
@@ -104,9 +107,9 @@ def _batch_worker(spec: BatchClient, barrier: Barrier, results: mp.Queue[Any]) -
                     answer = response.json()
                     outcome.accepted += int(answer["accepted"])
                     outcome.duplicates += int(answer["duplicates"])
-                outcome.elapsed = time.perf_counter() - started
-                barrier.wait(BARRIER_TIMEOUT_S)
-                outcomes.append(outcome)
+            outcome.elapsed = time.perf_counter() - started
+            barrier.wait(BARRIER_TIMEOUT_S)
+            outcomes.append(outcome)
         results.put(("ok", outcomes))
     except BaseException:
         barrier.abort()
@@ -233,9 +236,10 @@ async def _requests(spec: RequestClient, barrier: Barrier) -> StepResult:
     async with httpx.AsyncClient(
         base_url=spec.base_url, headers=headers, limits=limits, timeout=REQUEST_TIMEOUT_S
     ) as client:
-        # Open every connection before the clock starts.
-        await asyncio.gather(*(client.get("/healthz") for _ in range(spec.connections)))
         await asyncio.to_thread(barrier.wait, BARRIER_TIMEOUT_S)
+        # Open every connection before the clock starts; after the barrier, since the server
+        # closes connections idle for 5 s and the other clients may take longer to start.
+        await asyncio.gather(*(client.get("/healthz") for _ in range(spec.connections)))
         started = time.perf_counter()
         deadline = time.monotonic() + spec.duration_s
         await asyncio.gather(
