@@ -62,10 +62,11 @@ class Subscription:
         return Period(probe.start, min(probe.end, self.ends_at))
 
     def status(self, now: datetime) -> str:
+        # Canceled before it started, the window is empty: over, not pending.
+        if self.ends_at is not None and (now >= self.ends_at or self.ends_at <= self.starts_at):
+            return "canceled" if self.canceled_at is not None else "ended"
         if now < self.starts_at:
             return "pending"
-        if self.ends_at is not None and now >= self.ends_at:
-            return "canceled" if self.canceled_at is not None else "ended"
         return "active"
 
 
