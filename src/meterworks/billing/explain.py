@@ -156,10 +156,8 @@ def _pricing(details: dict[str, Any], currency: str) -> list[str]:
             f"included {included}: billable = max(0, {details['quantity']} − {included}) = "
             f"{details['billable_quantity']}"
         )
-    for step in details.get("steps", []):
-        lines.append(
-            f"{step['description']}: {step['quantity']} × {step['unit_price']} = {step['amount']}"
-        )
+    # A step's description already reads `quantity × price` (a flat fee: its tier).
+    lines.extend(f"{step['description']} = {step['amount']}" for step in details.get("steps", []))
     lines.append(
         f"exact amount {details.get('exact_amount', '0')} → "
         f"{format_minor(_minor(details.get('exact_amount', '0'), currency), currency)} "

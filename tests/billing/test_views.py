@@ -1,0 +1,162 @@
+"""Billing views: the invoice preview, rebuilt after usage writes, debounced."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from meterworks.app import build_context
+from meterworks.db import tables as t
+from meterworks.kit.clock import FrozenClock
+from tests.scenarios.story import Story, at, ok
+from tests.support.server import RunningServer
+from tests.support.tenancy import IsolatedOrganization
+
+
+@pytest.fixture
+def story(server: RunningServer, org: IsolatedOrganization) -> Story:
+    return Story(server, org)
+
+
+def _subscription(story: Story) -> str:
+    story.now("2025-01-01")
+    story.meter("api_calls", "sum", unit="call")
+    plan = story.plan(
+        [
+            {"type": "fixed", "name": "Platform fee", "amount": "10.00"},
+            {"type": "usage", "meter": "api_calls", "model": "per_unit", "unit_price": "0.10"},
+        ]
+    )
+    return story.subscribe(story.customer(), plan, "2025-01-01T00:00:00Z")
+
+
+def _preview(story: Story, sub: str) -> dict[str, Any]:
+    return dict(ok(story.client.get(f"/v1/subscriptions/{sub}/invoice-preview")))
+
+
+def _request(story: Story, sub: str) -> Any:
+    r = t.billing_view_requests.c
+    with story.server.db.read() as conn:
+        return conn.execute(
+            select(r.requested_at, r.due_at).where(
+                r.organization_id == story.org.id, r.subscription_id == sub
+            )
+        ).first()
+
+
+def _wait_for(condition: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_the_preview_prices_the_current_period(story: Story) -> None:
+    sub = _subscription(story)
+    story.now("2025-01-10")
+    story.send(sub, "api_calls", "2025-01-05", 120, key="a")
+    preview = _preview(story, sub)
+    assert (preview["id"], preview["number"], preview["status"]) == (None, None, "draft")
+    assert preview["period"] == {"start": "2025-01-01T00:00:00Z", "end": "2025-02-01T00:00:00Z"}
+    assert preview["counted_until"] == "2025-01-10T00:00:00Z"
+    assert [(x["type"], x["period"]["start"][:10], x["amount"]) for x in preview["lines"]] == [
+        ("fixed", "2025-02-01", "10.00"),  # next month's fee, in advance
+        ("usage", "2025-01-01", "12.00"),
+        ("fixed_adjustment", "2025-01-01", "10.00"),  # no opening invoice yet: not billed
+    ]
+    assert preview["view"]["builds"] == 1
+    assert preview["view"]["built_at"] == "2025-01-10T00:00:00Z"
+    story.run()  # the opening invoice bills January's fee
+    story.now("2025-01-10T00:00:05")
+    story.send(sub, "api_calls", "2025-01-10", 1, key="b")
+    story.now("2025-01-10T00:00:10")
+    assert [x["type"] for x in _preview(story, sub)["lines"]] == ["fixed", "usage"]
+
+
+def test_a_burst_of_writes_causes_one_rebuild_after_the_burst(story: Story) -> None:
+    sub = _subscription(story)
+    story.now("2025-01-10T12:00:00")
+    first = _preview(story, sub)
+    assert (first["view"]["builds"], first["total"]) == (1, "20.00")
+
+    # A burst: each write pushes the rebuild back by the debounce (2 s of the server's clock).
+    for n in range(10):
+        story.now(at("2025-01-10T12:00:00") + timedelta(milliseconds=500 * n))
+        story.send(sub, "api_calls", "2025-01-10T11:00", 10, key=f"burst-{n}")
+    assert _request(story, sub).due_at == at("2025-01-10T12:00:06.5")
+    during = _preview(story, sub)
+    assert (during["view"]["builds"], during["total"]) == (1, "20.00")  # not rebuilt yet
+    assert during["view"]["rebuild_pending"] is True
+
+    # The burst is over: once the debounce has passed, the background loop rebuilds once.
+    story.now("2025-01-10T12:00:07")
+    _wait_for(lambda: _request(story, sub) is None)
+    after = _preview(story, sub)
+    assert (after["view"]["builds"], after["total"]) == (2, "30.00")
+    assert after["view"]["rebuild_pending"] is False
+    time.sleep(1.0)  # and no further rebuild follows
+    assert _preview(story, sub)["view"]["builds"] == 2
+
+
+def test_a_read_after_the_debounce_rebuilds_at_once(story: Story) -> None:
+    sub = _subscription(story)
+    story.now("2025-01-10T12:00:00")
+    _preview(story, sub)
+    story.send(sub, "api_calls", "2025-01-10T11:00", 10, key="one")
+    story.now("2025-01-10T12:00:02")  # exactly due
+    view = _preview(story, sub)
+    assert (view["view"]["builds"], view["total"]) == (2, "21.00")
+    assert view["view"]["built_at"] == "2025-01-10T12:00:02Z"
+
+
+def test_a_new_period_rebuilds_the_view(story: Story) -> None:
+    sub = _subscription(story)
+    story.now("2025-01-31T23:00")
+    assert _preview(story, sub)["period"]["start"] == "2025-01-01T00:00:00Z"
+    story.now("2025-02-01T00:00")
+    view = _preview(story, sub)
+    assert view["period"]["start"] == "2025-02-01T00:00:00Z"
+    assert view["view"]["builds"] == 2
+
+
+def test_an_ended_subscription_has_no_preview(story: Story) -> None:
+    sub = _subscription(story)
+    story.now("2025-01-02")
+    ok(story.client.post(f"/v1/subscriptions/{sub}/cancel"))
+    response = story.client.get(f"/v1/subscriptions/{sub}/invoice-preview")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "subscription_ended"
+
+
+@pytest.fixture
+def context(server: RunningServer) -> Iterator[Any]:
+    """A second application context over the session's database, its writer running."""
+    settings = server.settings.with_overrides(views_enabled=False)
+    ctx = build_context(settings, FrozenClock(at("2025-01-10")))
+    ctx.writer.start()
+    yield ctx
+    ctx.writer.stop()
+    ctx.db.dispose()
+
+
+def test_no_build_writes_schedule_no_rebuild(story: Story, context: Any) -> None:
+    sub = _subscription(story)
+    event = {
+        "subscription_id": sub,
+        "meter": "api_calls",
+        "timestamp": "2025-01-09T00:00:00Z",
+        "quantity": "3",
+    }
+    result = context.usage.record(
+        story.org.id, [{**event, "idempotency_key": "quiet"}], source="gradient",
+        rebuild_view=False,
+    )  # fmt: skip
+    assert result.accepted == 1
+    assert _request(story, sub) is None
+    context.usage.record(story.org.id, [{**event, "idempotency_key": "loud"}], source="gradient")
+    assert _request(story, sub).due_at == at("2025-01-10T00:00:02")
