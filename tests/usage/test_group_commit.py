@@ -94,3 +94,31 @@ def test_concurrent_replays_of_the_same_keys_count_once(api: Api) -> None:
     assert sum(a["duplicates"] for a in answers) == 10 * (senders - 1)
     assert api.quantities(setup.id) == {setup.key("sum"): "55"}
     assert api.ledger_rows() == 10
+
+
+def test_a_conflicting_batch_fails_alone_while_its_group_commits(api: Api) -> None:
+    setup = api.metered("sum")
+    meter = setup.key("sum")
+    api.record([event("taken", subscription_id=setup.id, meter=meter, quantity=1)])
+    senders = 16
+    start = threading.Barrier(senders)
+
+    def send(n: int) -> int:
+        batch = [event(f"fresh-{n}", subscription_id=setup.id, meter=meter, quantity=10)]
+        if n % 2:
+            batch.append(event("taken", subscription_id=setup.id, meter=meter, quantity=2))
+        headers = {"Authorization": f"Bearer {api.org.token}"}
+        with httpx.Client(base_url=api.server.base_url, headers=headers, timeout=60) as client:
+            start.wait()
+            response = client.post("/v1/events", content=dumps({"events": batch}))
+        if n % 2:
+            assert response.json()["error"]["code"] == "idempotency_conflict"
+        else:
+            assert response.json() == {"accepted": 1, "duplicates": 0}
+        return response.status_code
+
+    with ThreadPoolExecutor(senders) as pool:
+        statuses = list(pool.map(send, range(senders)))
+    assert statuses == [200, 409] * (senders // 2)
+    assert api.quantities(setup.id) == {meter: str(1 + 10 * senders // 2)}
+    assert api.ledger_rows() == 1 + senders // 2
