@@ -46,9 +46,21 @@ def _settings(db: str | None) -> Settings:
 
 @contextmanager
 def _database(settings: Settings) -> Iterator[Database]:
-    database = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    where = _where(settings.database_url)
     try:
-        upgrade(database.engine)
+        database = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    except ArgumentError as exc:
+        err.print(f"[red]not a database URL[/red]: {where}")
+        raise typer.Exit(2) from exc
+    try:
+        try:
+            upgrade(database.engine)
+        except OperationalError as exc:
+            # A missing directory, a server that does not answer: say so, not a traceback.
+            err.print(f"[red]cannot open the database[/red] {where}: {exc.orig}")
+            raise typer.Exit(1) from exc
         yield database
     finally:
         database.dispose()
@@ -359,7 +371,13 @@ def demo(db: DbOption = None) -> None:
 
 
 def main() -> None:
+    from meterworks.errors import MeterworksError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except MeterworksError as exc:
+        # A refused input (an empty organization name, ...) is a message, not a traceback.
+        err.print(f"[red]{exc.code}[/red]: {exc.message}")
+        sys.exit(1)
