@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -173,3 +174,22 @@ def test_ledger_verify_passes_then_finds_a_corrupted_rollup(
                 .values(event_count=row.event_count)
             )
     assert meterworks("ledger", "verify", "--db", cli_database_url).returncode == 0
+
+
+def test_a_database_that_cannot_be_opened_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    for url, status, message in (
+        (f"sqlite:///{tmp_path}/no/such/dir/x.db", 1, "cannot open the database"),
+        ("not-a-url", 2, "not a database URL"),
+    ):
+        done = meterworks("migrate", "--db", url)
+        assert done.returncode == status, done.stderr
+        assert message in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_a_refused_input_is_a_message_not_a_traceback(cli_database_url: str) -> None:
+    done = meterworks("keys", "create", "--db", cli_database_url, "--org", "   ")
+    assert done.returncode == 1
+    assert "invalid_input: an organization needs a name" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
