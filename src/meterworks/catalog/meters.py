@@ -33,6 +33,8 @@ class Aggregation(StrEnum):
 _LEVEL = frozenset({Aggregation.MAX, Aggregation.LATEST, Aggregation.PRORATED})
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,199}$")
+# Meters are found by id or by key: a key shaped like an id could name another meter.
+ID_SHAPED = re.compile(r"^mtr_[0-9a-z]{26}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,8 @@ def create_meter(
         problems.append(
             {"field": "key", "message": "1-200 characters of letters, digits, `_ . : -`"}
         )
+    elif ID_SHAPED.match(key):
+        problems.append({"field": "key", "message": "must not have the shape of a meter id"})
     if not (name or "").strip() or len(name.strip()) > 200:
         problems.append({"field": "name", "message": "is required, at most 200 characters"})
     if not (unit or "").strip() or len(unit) > 64:
