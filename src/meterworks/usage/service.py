@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from meterworks.config import Settings
 from meterworks.db.engine import Database
-from meterworks.errors import InvalidInput
+from meterworks.errors import InvalidInput, Unavailable
 from meterworks.kit.clock import Clock
 from meterworks.kit.instants import to_micros
 from meterworks.usage.corrections import _UNSET, LedgerEvent, correct
@@ -76,14 +76,20 @@ class UsageService:
     ) -> IngestResult:
         events = self.prepare(organization_id, raw_events, source=source)
         future = self.writer.submit_events(organization_id, events, rebuild_view=rebuild_view)
-        return _result(future.result(timeout=COMMIT_TIMEOUT_S))
+        try:
+            return _result(future.result(timeout=COMMIT_TIMEOUT_S))
+        except TimeoutError as exc:
+            raise _not_committed() from exc
 
     async def record_async(
         self, organization_id: str, raw_events: Any, *, source: str, rebuild_view: bool = True
     ) -> IngestResult:
         events = await asyncio.to_thread(self.prepare, organization_id, raw_events, source=source)
         future = self.writer.submit_events(organization_id, events, rebuild_view=rebuild_view)
-        outcome = await asyncio.wait_for(asyncio.wrap_future(future), COMMIT_TIMEOUT_S)
+        try:
+            outcome = await asyncio.wait_for(asyncio.wrap_future(future), COMMIT_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise _not_committed() from exc
         return _result(outcome)
 
     def amend(
@@ -111,9 +117,20 @@ class UsageService:
             return event, {event.subscription_id: event.ts_us}
 
         future = self.writer.submit_job(organization_id, run)
-        result: LedgerEvent = future.result(timeout=COMMIT_TIMEOUT_S)
+        try:
+            result: LedgerEvent = future.result(timeout=COMMIT_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise _not_committed() from exc
         return result
 
 
 def _result(outcome: BatchOutcome) -> IngestResult:
     return IngestResult(accepted=outcome.accepted, duplicates=outcome.duplicates)
+
+
+def _not_committed() -> Unavailable:
+    # The write may still land: a retry with the same idempotency keys is answered as duplicates.
+    return Unavailable(
+        f"the write was not committed within {COMMIT_TIMEOUT_S:.0f} s; retry it",
+        code="commit_timeout",
+    )
