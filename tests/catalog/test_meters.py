@@ -50,6 +50,15 @@ def test_create_read_and_list_every_aggregation(api: Api, aggregation: str) -> N
         ({"key": "", "name": "n", "unit": "u", "aggregation": "sum"}, ["key"]),
         ({"key": "has space", "name": "n", "unit": "u", "aggregation": "sum"}, ["key"]),
         ({"key": "k" * 201, "name": "n", "unit": "u", "aggregation": "sum"}, ["key"]),
+        (
+            {
+                "key": "mtr_01m824qqbx6dxy5nrdknew9j00",
+                "name": "n",
+                "unit": "u",
+                "aggregation": "sum",
+            },
+            ["key"],
+        ),
         ({"key": "k", "name": " ", "unit": "u", "aggregation": "sum"}, ["name"]),
         ({"key": "k", "name": "n" * 201, "unit": "u", "aggregation": "sum"}, ["name"]),
         ({"key": "k", "name": "n", "unit": "", "aggregation": "sum"}, ["unit"]),

@@ -1,0 +1,52 @@
+"""The ledger writer on its own: a caller whose write is stuck is told so, never left with a 500."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from meterworks.errors import Unavailable
+from meterworks.kit.clock import FrozenClock
+from meterworks.usage import service as usage_service
+from meterworks.usage.service import UsageService
+from meterworks.usage.writer import LedgerWriter
+from tests.api.builders import NOW, Api, event
+
+
+def test_a_write_that_does_not_commit_in_time_is_unavailable_and_safe_to_retry(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = api.metered("sum")
+    writer = LedgerWriter(api.server.db, FrozenClock(NOW))
+    usage = UsageService(api.server.db, writer, FrozenClock(NOW), api.server.settings)
+    release = threading.Event()
+    writer.start()
+    try:
+        # A job holding the writer: what a very slow commit looks like to the callers behind it.
+        writer.submit_job(api.org.id, lambda conn: (release.wait(30), set()))
+        monkeypatch.setattr(usage_service, "COMMIT_TIMEOUT_S", 0.2)
+        batch = [event("slow", subscription_id=setup.id, meter=setup.key("sum"), quantity=3)]
+        with pytest.raises(Unavailable) as refused:
+            usage.record(api.org.id, batch, source="native")
+        assert refused.value.code == "commit_timeout"
+        assert refused.value.status == 503
+        release.set()
+        monkeypatch.setattr(usage_service, "COMMIT_TIMEOUT_S", 30.0)
+        # The first write landed after all: the retry is a duplicate, counted once.
+        result = usage.record(api.org.id, batch, source="native")
+        assert (result.accepted, result.duplicates) == (0, 1)
+    finally:
+        release.set()
+        writer.stop()
+    assert api.quantities(setup.id) == {setup.key("sum"): "3"}
+
+
+def test_a_stopped_writer_refuses_with_unavailable(api: Api) -> None:
+    setup = api.metered("sum")
+    writer = LedgerWriter(api.server.db, FrozenClock(NOW))
+    usage = UsageService(api.server.db, writer, FrozenClock(NOW), api.server.settings)
+    batch = [event(subscription_id=setup.id, meter=setup.key("sum"))]
+    with pytest.raises(Unavailable):
+        usage.record(api.org.id, batch, source="native")
+    assert api.ledger_rows() == 0
