@@ -70,3 +70,23 @@ def test_a_nul_in_an_id_or_a_query_value_is_refused(api: Api) -> None:
     response = api.client.get("/v1/customers", params={"after": "a\x00b"})
     assert error_of(response, 400)["code"] == "invalid_text"
     assert error_of(api.client.delete("/v1/events/k%00"), 400)["code"] == "invalid_text"
+
+
+def test_the_openapi_document_and_docs_page_are_served(api: Api) -> None:
+    document = api.client.get("/openapi.json")
+    assert document.status_code == 200, document.text
+    paths = document.json()["paths"]
+    for path in (
+        "/v1/meters",
+        "/v1/plans",
+        "/v1/customers",
+        "/v1/customers/{customer_id}",
+        "/v1/subscriptions",
+        "/v1/subscriptions/{subscription_id}/usage",
+        "/v1/events",
+        "/v1/events/{idempotency_key}",
+        "/v1/partners",
+    ):
+        assert path in paths, path
+    assert "requestBody" in paths["/v1/events"]["post"]
+    assert api.client.get("/docs").status_code == 200
