@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from meterworks.api.auth import OrganizationId
 from meterworks.api.context import Context
@@ -14,7 +14,8 @@ router = APIRouter(route_class=DecimalRoute, tags=["organization"])
 
 
 class PartnerIn(BaseModel):
-    name: str
+    # The column holds 200 characters; PostgreSQL would refuse more with a 500.
+    name: str = Field(max_length=200)
 
 
 class PartnerOut(BaseModel):
