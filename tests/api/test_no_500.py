@@ -283,3 +283,27 @@ def test_instants_at_the_ends_of_the_calendar_never_answer_5xx(api: Api) -> None
         assert_client_error_at_most(post(api, "/v1/events", {"events": [event]}))
     for sub in api.client.get("/v1/subscriptions").json()["data"]:
         assert_client_error_at_most(api.client.get(f"/v1/subscriptions/{sub['id']}/usage"))
+
+
+def test_overlong_text_never_answers_5xx(api: Api) -> None:
+    setup = api.metered("sum")
+    long = "x" * 5000
+    bodies = {
+        "/v1/partners": {"name": long},
+        "/v1/meters": {"key": "k", "name": "n", "unit": "u", "aggregation": "unique_count",
+                       "property": long, "description": long},
+        "/v1/plans": {"name": "p", "currency": "USD", "interval": "month", "product_id": long,
+                      "charges": [{"type": "fixed", "name": long, "amount": "1"}]},
+        "/v1/customers": {"external_id": long, "name": long, "email": f"{long}@x"},
+        "/v1/subscriptions": {"customer_id": long, "plan_id": long, "starts_at": long},
+        "/v1/events": {"events": [{"idempotency_key": "k", "subscription_id": long,
+                                   "customer_id": None, "meter": long,
+                                   "timestamp": "2025-01-02T00:00:00Z", "quantity": long}]},
+    }  # fmt: skip
+    for path, body in bodies.items():
+        assert_client_error_at_most(post(api, path, body))
+    for path in ("/v1/meters", "/v1/plans", "/v1/customers", "/v1/subscriptions"):
+        assert_client_error_at_most(api.client.get(f"{path}/{long}"))
+    assert_client_error_at_most(post(api, f"/v1/events/{long}", {"quantity": 1}, "PATCH"))
+    assert_client_error_at_most(post(api, f"/v1/customers/{setup.customer['id']}",
+                                     {"name": long, "email": f"{long}@x"}, "PATCH"))  # fmt: skip
