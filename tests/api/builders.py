@@ -165,7 +165,7 @@ class Api:
 
     # --- usage ----------------------------------------------------------------------------
 
-    def send(self, events: Sequence[dict[str, Any]]) -> httpx.Response:
+    def send(self, events: Sequence[Any]) -> httpx.Response:
         return self.client.post("/v1/events", content=dumps({"events": list(events)}))
 
     def record(self, events: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -226,7 +226,7 @@ class Api:
 def event(
     key: str | None = None,
     *,
-    subscription_id: str | None = None,
+    subscription_id: Any = None,
     meter: str,
     timestamp: datetime | str = START,
     quantity: Any = 1,

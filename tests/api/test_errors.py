@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
@@ -29,7 +30,7 @@ def test_an_oversized_body_is_413_on_routes_with_a_declared_body(api: Api) -> No
         "payload_too_large"
     )
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         yield b'{"external_id": "e", "name": "n", "metadata": {"blob": "'
         for _ in range(9):
             yield b"x" * (1024 * 1024)

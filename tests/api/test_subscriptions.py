@@ -11,8 +11,8 @@ from meterworks.db import tables as t
 from tests.api.builders import Api, error_of
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_create_and_read(api: Api) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,8 +14,8 @@ from tests.api.builders import NOW, START, Api, Metered, error_of, event
 D = Decimal
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_addressing_by_subscription_customer_and_external_id(api: Api) -> None:
@@ -362,7 +363,7 @@ def test_an_oversized_body_is_413(api: Api) -> None:
     response = api.client.post("/v1/events", json=body)
     assert error_of(response, 413)["code"] == "payload_too_large"
 
-    def chunks() -> Any:
+    def chunks() -> Iterator[bytes]:
         # No Content-Length: the limit holds on what actually arrives.
         yield b'{"events": [], "padding": "'
         for _ in range(9):

@@ -9,8 +9,8 @@ from tests.api.builders import START, Api, error_of, event
 DAY = timedelta(days=1)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_the_answer_names_the_period_and_each_meter(api: Api) -> None:
