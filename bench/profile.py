@@ -46,10 +46,12 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("writer: out-of-order rebuild", "rebuild_pair", ""),
     ("writer: commit (fsync)", "_commit_impl", "sqlalchemy/engine/base.py"),
     ("writer: commit (fsync)", "do_commit", ""),
+    ("billing: view rebuilds (own thread)", "rebuild_due_views", ""),
 )
 # Which thread a sample ran on, by a frame only that thread has.
 THREADS: tuple[tuple[str, str], ...] = (
     ("ledger writer thread", "LedgerWriter._run"),
+    ("billing views thread", "rebuild_due_views"),
     ("request worker threads", "_worker (concurrent/futures/thread.py"),
 )
 
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--subscriptions", type=int, default=100)
     parser.add_argument("--rate", type=int, default=200, help="samples per second")
     parser.add_argument(
         "--single",
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = secrets.token_hex(3)
     log = workdir / "server.log"
     with fresh_database(args.dialect, workdir, "profile") as url, ServerProcess(url, log) as srv:
-        tenant = build_tenant(url, srv.base_url, f"profile {run_id}", 100)
+        tenant = build_tenant(url, srv.base_url, f"profile {run_id}", args.subscriptions)
         first, last = tenant.window_us()
         parts = streams(run_id, tenant.subscriptions, args.clients, args.events, first, last)
         clients = [BatchClient(srv.base_url, tenant.token, ((s, args.batch),), (0,)) for s in parts]
