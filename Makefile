@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # bench/ may not exist yet in a checkout; ruff refuses a missing path.
 LINT_PATHS := src tests $(wildcard bench)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint poppler bench clean
 
 run: $(STAMP)
 	@echo
@@ -21,8 +21,16 @@ run: $(STAMP)
 	@echo
 	$(BIN)/meterworks serve --host $(HOST) --port $(PORT)
 
-test: lint
+test: lint poppler
 	METERWORKS_REQUIRE_POSTGRES=1 scripts/with-postgres.sh $(BIN)/pytest $(PYTEST_ARGS)
+
+# The invoice PDF tests read PDFs with pdftotext and pdftoppm (Debian: poppler-utils).
+poppler:
+	@if ! command -v pdftotext >/dev/null 2>&1 || ! command -v pdftoppm >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update && apt-get install -y poppler-utils; \
+		else echo "the PDF tests need pdftotext and pdftoppm (poppler-utils)" >&2; exit 1; fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)

@@ -43,6 +43,18 @@ class Settings:
     token_signing_secret: str | None = None
     # Gradient facade: requests per second per GRADIENT-TOKEN, as the vendor limits; 0 turns it off.
     gradient_rate_limit_per_second: float = 100.0
+    # Outgoing e-mail (invoices sent with their payment link); unset host: links only, no e-mail.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "billing@localhost"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    # The address customers reach this server at, for signed invoice links; unset, the
+    # address the sending request came in on.
+    public_base_url: str | None = None
+    # Lifetime of a signed invoice link (default 7 days).
+    invoice_link_seconds: int = 7 * 24 * 3600
     extra: dict[str, str] = field(default_factory=dict)
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -80,6 +92,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         "saaslogic_token_seconds": int,
         "token_signing_secret": str,
         "gradient_rate_limit_per_second": float,
+        "smtp_host": str,
+        "smtp_port": int,
+        "smtp_from": str,
+        "smtp_username": str,
+        "smtp_password": str,
+        "smtp_starttls": _bool,
+        "public_base_url": str,
+        "invoice_link_seconds": int,
     }
     for name, cast in casts.items():
         raw = env.get(f"METERWORKS_{name.upper()}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from meterworks.api.auth import OrganizationId
@@ -14,7 +14,9 @@ from meterworks.api.context import AppContext, Context
 from meterworks.api.jsonbody import DecimalRoute
 from meterworks.api.schemas import DecimalIn, PeriodOut
 from meterworks.billing.documents import invoice_document
+from meterworks.billing.pdf import InvoicePdf, invoice_pdf
 from meterworks.billing.run import RunReport
+from meterworks.billing.sending import InvoiceSender
 from meterworks.billing.service import BillingService
 from meterworks.errors import InvalidInput
 from meterworks.kit.decimals import DecimalInputError, parse_decimal
@@ -63,9 +65,9 @@ class PaymentOut(BaseModel):
 class InvoiceOut(BaseModel):
     id: str
     number: int | None = Field(description="gapless per organization, given at finalization")
-    kind: str = Field(description="period, opening or adjustment")
+    kind: str = Field(description="period, opening, adjustment or on_demand")
     customer_id: str
-    subscription_id: str
+    subscription_id: str | None = Field(description="null for an on-demand invoice")
     period: PeriodOut
     status: str = Field(description="draft, finalized, paid or void")
     currency: str
@@ -143,6 +145,57 @@ def list_invoices(
 def get_invoice(invoice_id: str, organization_id: OrganizationId, context: Context) -> InvoiceOut:
     invoice = billing(context).invoice(organization_id, invoice_id)
     return InvoiceOut.model_validate(invoice_document(invoice))
+
+
+def sender(context: AppContext) -> InvoiceSender:
+    return InvoiceSender(context.db, context.clock, context.settings)
+
+
+def pdf_response(document: InvoicePdf) -> Response:
+    return Response(
+        document.content,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{document.filename}"'},
+    )
+
+
+PDF_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/pdf": {}}, "description": "the invoice as a PDF (A4)"}
+}
+
+
+@router.get("/invoices/{invoice_id}/pdf", response_class=Response, responses=PDF_ANSWER)
+def invoice_as_pdf(invoice_id: str, organization_id: OrganizationId, context: Context) -> Response:
+    """The invoice as a PDF: seller, customer, dates, lines, totals, amount due."""
+    with context.db.read() as conn:
+        return pdf_response(invoice_pdf(conn, organization_id, invoice_id))
+
+
+@router.get("/invoice-links/{token}", response_class=Response, responses=PDF_ANSWER)
+def invoice_by_link(token: str, context: Context) -> Response:
+    """A sent invoice's PDF, without an API key, while its signed link is valid (404 after)."""
+    return pdf_response(sender(context).open_link(token))
+
+
+class InvoiceLinkOut(BaseModel):
+    invoice_id: str
+    url: str = Field(description="opens the invoice's PDF without an API key until expires_at")
+    expires_at: str
+    emailed_to: str | None = Field(description="the customer's address, when it was e-mailed")
+
+
+@router.post("/invoices/{invoice_id}/send", response_model=InvoiceLinkOut)
+def send_invoice(
+    invoice_id: str, request: Request, organization_id: OrganizationId, context: Context
+) -> InvoiceLinkOut:
+    """Sign a link to the invoice's PDF; e-mail it to the customer when SMTP is configured."""
+    sent = sender(context).send(organization_id, invoice_id, base_url=str(request.base_url))
+    return InvoiceLinkOut(
+        invoice_id=sent.invoice_id,
+        url=sent.link.url,
+        expires_at=format_instant(sent.link.expires_at),
+        emailed_to=sent.emailed_to,
+    )
 
 
 @router.get("/invoices/{invoice_id}/explain")

@@ -12,19 +12,19 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from meterworks.billing.model import Invoice, Line, LineType
+from meterworks.billing.model import Invoice, InvoiceKind, Line, LineType
 from meterworks.billing.tracing import Trace, days_text, trace
 from meterworks.catalog.meters import Aggregation, Meter, meters_by_ref
 from meterworks.kit.decimals import format_decimal
 from meterworks.kit.money import exponent, format_minor, to_minor
-from meterworks.subscriptions.service import get_subscription
 
 # Sums and segments are written out term by term up to this many terms.
 TERMS_SHOWN = 20
 
 
 def explain(conn: Connection, organization_id: str, invoice: Invoice) -> dict[str, Any]:
-    sub = get_subscription(conn, organization_id, invoice.subscription_id)
+    # An on-demand invoice has no subscription: its lines carry no meter, so none is traced.
+    subscription_id = invoice.subscription_id or ""
     ids = {line.meter_id for line in invoice.lines if line.meter_id}
     meters = {m.id: m for m in meters_by_ref(conn, organization_id, ids).values()}
     currency = invoice.currency
@@ -43,9 +43,11 @@ def explain(conn: Connection, organization_id: str, invoice: Invoice) -> dict[st
             item["arithmetic"] = _fixed(line, currency)
         elif line.type is LineType.FIXED_ADJUSTMENT:
             item["arithmetic"] = _fixed_adjustment(line, currency)
+        elif line.type is LineType.ITEM:
+            item["arithmetic"] = [str(step) for step in line.details.get("arithmetic", [])]
         elif meter is not None and line.type is LineType.USAGE:
             found = trace(
-                conn, organization_id, sub.id, meter, line.service,
+                conn, organization_id, subscription_id, meter, line.service,
                 below_seq=invoice.ledger_watermark,
             )  # fmt: skip
             item["arithmetic"] = _aggregation(meter, found) + _pricing(line.details, currency)
@@ -53,7 +55,7 @@ def explain(conn: Connection, organization_id: str, invoice: Invoice) -> dict[st
         elif meter is not None:
             late_from = line.details.get("ledger_watermark")
             found = trace(
-                conn, organization_id, sub.id, meter, line.service,
+                conn, organization_id, subscription_id, meter, line.service,
                 below_seq=invoice.ledger_watermark,
                 late_from_seq=int(late_from) if late_from is not None else None,
             )  # fmt: skip
@@ -75,6 +77,8 @@ def explain(conn: Connection, organization_id: str, invoice: Invoice) -> dict[st
             f"tax = {format_minor(invoice.subtotal_minor, currency)} × {format_decimal(rate)} % "
             f"= {format_minor(invoice.tax_minor, currency)} (rounded half-up)"
             if rate
+            else f"tax = Σ line taxes = {format_minor(invoice.tax_minor, currency)}"
+            if invoice.kind is InvoiceKind.ON_DEMAND
             else "tax = 0 (no tax rate)"
         ),
         f"total = subtotal + tax = {format_minor(invoice.total_minor, currency)}",

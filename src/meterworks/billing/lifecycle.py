@@ -73,6 +73,8 @@ def live(conn: Connection, organization_id: str, invoice: Invoice) -> Invoice:
 
 
 def _compose(conn: Connection, organization_id: str, invoice: Invoice) -> Composition:
+    # Only drafts are composed, and an on-demand invoice is issued final, never drafted.
+    assert invoice.subscription_id is not None
     sub = get_subscription(conn, organization_id, invoice.subscription_id)
     plan = get_plan(conn, organization_id, sub.plan_id)
     return Composer(conn, organization_id, sub, plan).compose(
@@ -99,6 +101,7 @@ def finalize(
     invoice = store.get_invoice(conn, organization_id, invoice_id, for_update=True)
     if invoice.status is not InvoiceStatus.DRAFT:
         return invoice
+    assert invoice.subscription_id is not None  # an on-demand invoice is never a draft
     # The ledger lock: every write committed before it is counted here, every later one is
     # late usage (the writer's change hook sees this invoice finalized).
     watermark = lock_sequence(conn, organization_id)

@@ -18,6 +18,8 @@ class InvoiceKind(StrEnum):
     PERIOD = "period"
     # Late usage of a subscription that has no next invoice to carry it (it has ended).
     ADJUSTMENT = "adjustment"
+    # Lines given by the caller, for a customer, outside any subscription: issued at once.
+    ON_DEMAND = "on_demand"
 
 
 class InvoiceStatus(StrEnum):
@@ -34,6 +36,8 @@ class LineType(StrEnum):
     FIXED_ADJUSTMENT = "fixed_adjustment"
     # Usage of a finalized period that changed after it was finalized.
     USAGE_ADJUSTMENT = "usage_adjustment"
+    # A line of an on-demand invoice, priced by the caller.
+    ITEM = "item"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,8 @@ class Payment:
 @dataclass(frozen=True, slots=True)
 class Invoice:
     id: str
-    subscription_id: str
+    # None for an on-demand invoice, which bills a customer outside any subscription.
+    subscription_id: str | None
     customer_id: str
     kind: InvoiceKind
     period: Period

@@ -138,6 +138,7 @@ class BillingService:
                 raise Conflict("the invoice is void", code="invoice_voided")
             if invoice.status is not InvoiceStatus.DRAFT:
                 return invoice
+            assert invoice.subscription_id is not None  # an on-demand invoice is never a draft
             for earlier in store.invoices_of_subscription(
                 conn, organization_id, invoice.subscription_id
             ):
