@@ -72,9 +72,7 @@ def _single(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str
 
 
 def _reads(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str:
-    options = reads.ReadsOptions(
-        events=args.read_events, clients=args.clients, duration_s=args.duration * 2 / 3
-    )
+    options = reads.ReadsOptions(events=args.read_events, duration_s=args.duration * 2 / 3)
     runs = []
     for dialect in dialects:
         print(f"reads on {dialect}: {options}", file=sys.stderr)
