@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -14,6 +15,7 @@ from meterworks.api.context import AppContext, Context
 from meterworks.api.jsonbody import DecimalRoute
 from meterworks.api.schemas import DecimalIn, PeriodOut
 from meterworks.billing.documents import invoice_document
+from meterworks.billing.on_demand import Adjustment, Item, issue_on_demand
 from meterworks.billing.pdf import InvoicePdf, invoice_pdf
 from meterworks.billing.run import RunReport
 from meterworks.billing.sending import InvoiceSender
@@ -144,6 +146,75 @@ def list_invoices(
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
 def get_invoice(invoice_id: str, organization_id: OrganizationId, context: Context) -> InvoiceOut:
     invoice = billing(context).invoice(organization_id, invoice_id)
+    return InvoiceOut.model_validate(invoice_document(invoice))
+
+
+class AdjustmentIn(BaseModel):
+    description: str = Field("", max_length=200)
+    value: DecimalIn = Field(description="a percentage when `percentage`, else major units")
+    percentage: bool = False
+
+
+class ItemIn(BaseModel):
+    description: str = Field(max_length=500)
+    quantity: DecimalIn
+    unit_price: DecimalIn = Field(description="major units, exact")
+    product_id: str | None = Field(None, max_length=200)
+    taxes: list[AdjustmentIn] = Field(default_factory=list)
+    discounts: list[AdjustmentIn] = Field(default_factory=list)
+
+
+class OnDemandIn(BaseModel):
+    customer_id: str = Field(max_length=200)
+    currency: str = Field(max_length=3)
+    lines: list[ItemIn]
+
+
+def _exact(value: object, field: str) -> Decimal:
+    try:
+        return parse_decimal(value)
+    except DecimalInputError as exc:
+        raise InvalidInput(
+            f"{field} {exc}", details=[{"field": field, "message": str(exc)}]
+        ) from exc
+
+
+def on_demand_items(lines: list[ItemIn]) -> list[Item]:
+    def adjustments(found: list[AdjustmentIn], at: str) -> tuple[Adjustment, ...]:
+        return tuple(
+            Adjustment(a.description, _exact(a.value, f"{at}[{k}].value"), a.percentage)
+            for k, a in enumerate(found)
+        )
+
+    return [
+        Item(
+            description=line.description,
+            quantity=_exact(line.quantity, f"lines[{i}].quantity"),
+            unit_price=_exact(line.unit_price, f"lines[{i}].unit_price"),
+            taxes=adjustments(line.taxes, f"lines[{i}].taxes"),
+            discounts=adjustments(line.discounts, f"lines[{i}].discounts"),
+            product_id=line.product_id,
+        )
+        for i, line in enumerate(lines)
+    ]
+
+
+@router.post("/invoices/on-demand", status_code=201, response_model=InvoiceOut)
+def create_on_demand_invoice(
+    body: OnDemandIn, organization_id: OrganizationId, context: Context
+) -> InvoiceOut:
+    """Issue a finalized invoice of the lines given (with their taxes and discounts) at once."""
+    items = on_demand_items(body.lines)
+    with context.db.transaction() as conn:
+        invoice = issue_on_demand(
+            conn,
+            organization_id,
+            customer_id=body.customer_id,
+            currency=body.currency,
+            items=items,
+            now=context.clock.now(),
+            net_days=context.settings.invoice_net_days,
+        )
     return InvoiceOut.model_validate(invoice_document(invoice))
 
 

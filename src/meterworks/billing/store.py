@@ -344,6 +344,75 @@ def write_lines(
     )
 
 
+def insert_issued(
+    conn: Connection,
+    organization_id: str,
+    *,
+    invoice_id: str,
+    customer_id: str,
+    kind: InvoiceKind,
+    period: Period,
+    currency: str,
+    lines: Sequence[Line],
+    totals: tuple[int, int, int],
+    status: InvoiceStatus,
+    number: int,
+    now: datetime,
+    due_at: datetime,
+) -> None:
+    """Insert an invoice issued at once, outside any subscription (on-demand invoices)."""
+    conn.execute(
+        t.invoices.insert().values(
+            organization_id=organization_id,
+            id=invoice_id,
+            subscription_id=None,
+            customer_id=customer_id,
+            kind=kind.value,
+            period_start=period.start,
+            period_end=period.end,
+            closes_at=now,
+            status=status.value,
+            currency=currency,
+            number=number,
+            subtotal_minor=totals[0],
+            tax_minor=totals[1],
+            total_minor=totals[2],
+            tax_rate=None,
+            paid_minor=0,
+            ledger_watermark=None,
+            issued_at=now,
+            due_at=due_at,
+            paid_at=now if status is InvoiceStatus.PAID else None,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    if lines:
+        conn.execute(
+            t.invoice_lines.insert(),
+            [
+                {
+                    "organization_id": organization_id,
+                    "invoice_id": invoice_id,
+                    "position": position,
+                    "subscription_id": None,
+                    "type": line.type.value,
+                    "charge_ref": line.charge_ref,
+                    "service_start": line.service.start,
+                    "service_end": line.service.end,
+                    "description": line.description[:500],
+                    "meter_id": line.meter_id,
+                    "quantity": line.quantity,
+                    "unit_price": line.unit_price,
+                    "exact_amount": line.exact_amount,
+                    "amount_minor": line.amount_minor,
+                    "details": line.details,
+                }
+                for position, line in enumerate(lines, start=1)
+            ],
+        )
+
+
 def update_invoice(conn: Connection, organization_id: str, invoice_id: str, **values: Any) -> None:
     conn.execute(
         t.invoices.update()

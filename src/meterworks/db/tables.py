@@ -294,7 +294,8 @@ invoices = Table(
     metadata,
     Column("organization_id", String(40), nullable=False),
     Column("id", String(40), nullable=False),
-    Column("subscription_id", String(40), nullable=False),
+    # Null for an on-demand invoice, which bills a customer outside any subscription.
+    Column("subscription_id", String(40), nullable=True),
     Column("customer_id", String(40), nullable=False),
     Column("kind", String(12), nullable=False),
     Column("period_start", UTCDateTime(), nullable=False),
@@ -355,7 +356,7 @@ invoice_lines = Table(
     Column("organization_id", String(40), nullable=False),
     Column("invoice_id", String(40), nullable=False),
     Column("position", Integer, nullable=False),
-    Column("subscription_id", String(40), nullable=False),
+    Column("subscription_id", String(40), nullable=True),  # null on on-demand invoices
     Column(
         "type", String(24), nullable=False
     ),  # fixed | usage | fixed_adjustment | usage_adjustment
