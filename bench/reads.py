@@ -36,7 +36,7 @@ class ReadsOptions:
 
 COLUMNS = (
     "dialect", "events stored", "subscriptions", "connections", "reads/s", "p50 ms", "p99 ms",
-    "floor reads/s", "floor p50 ms", "floor p99 ms",
+    "floor reads/s", "floor p50 ms", "floor p99 ms", "server CPU µs/read",
 )  # fmt: skip
 
 
@@ -104,7 +104,7 @@ def table_rows(result: dict[str, Any]) -> list[list[Any]]:
             [
                 result["dialect"], result["events_stored"], result["subscriptions"],
                 load["connections"], r["requests_per_s"], r["p50_ms"], r["p99_ms"],
-                f["requests_per_s"], f["p50_ms"], f["p99_ms"],
+                f["requests_per_s"], f["p50_ms"], f["p99_ms"], r["server_cpu_us_per_request"],
             ]
         )  # fmt: skip
     return rows
