@@ -55,8 +55,11 @@ def get_organization(conn: Connection, organization_id: str) -> Organization:
 def ensure_organization(conn: Connection, name: str, now: datetime) -> Organization:
     """The organization called `name`, created if it does not exist yet."""
     name = name.strip()
-    if not name:
-        raise InvalidInput("an organization needs a name")
+    if not name or len(name) > 200:
+        raise InvalidInput(
+            "an organization needs a name of 1-200 characters",
+            details=[{"field": "name", "message": "1-200 characters"}],
+        )
     conn.execute(
         insert_ignore(conn, t.organizations).values(
             id=new_id("org"), name=name, late_usage_policy="adjust", settings={}, created_at=now
@@ -125,8 +128,11 @@ def create_partner(
     conn: Connection, organization_id: str, name: str, now: datetime
 ) -> IssuedPartner:
     name = name.strip()
-    if not name:
-        raise InvalidInput("a partner needs a name", details={"field": "name"})
+    if not name or len(name) > 200:
+        raise InvalidInput(
+            "a partner needs a name of 1-200 characters",
+            details=[{"field": "name", "message": "1-200 characters"}],
+        )
     partner_id = new_id("prt")
     partner_key = f"pk_{random_secret()}"
     conn.execute(

@@ -183,17 +183,19 @@ class LedgerWriter:
         results: list[tuple[bool, Any]] = [(False, None)] * len(group)
         received_at_us = to_micros(self.clock.now())
         appends: dict[str, list[int]] = {}
+        jobs: dict[str, list[int]] = {}
         for position, item in enumerate(group):
-            if isinstance(item, _Append):
-                appends.setdefault(item.organization_id, []).append(position)
+            bucket = appends if isinstance(item, _Append) else jobs
+            bucket.setdefault(item.organization_id, []).append(position)
         with self.db.transaction() as conn:
             touched: dict[str, set[str]] = {}
             changed: dict[str, dict[str, int]] = {}
-            # Sorted, so two processes lock organizations in the same order (no deadlock).
-            for organization_id in sorted(appends):
-                positions = appends[organization_id]
+            # Organizations in sorted order, each one's appends then its jobs: every process
+            # takes the sequence-row locks in the same order, so two writers cannot deadlock.
+            for organization_id in sorted(appends.keys() | jobs.keys()):
+                positions = appends.get(organization_id, [])
                 batches = [group[p].events for p in positions]  # type: ignore[union-attr]
-                outcomes = append(conn, organization_id, batches, received_at_us)
+                outcomes = append(conn, organization_id, batches, received_at_us) if batches else []
                 for position, outcome in zip(positions, outcomes, strict=True):
                     item = group[position]
                     assert isinstance(item, _Append)
@@ -210,25 +212,25 @@ class LedgerWriter:
                         touched.setdefault(organization_id, set()).update(
                             e.subscription.id for e in item.events
                         )
-            for position, item in enumerate(group):
-                if not isinstance(item, _Job):
-                    continue
-                savepoint = conn.begin_nested()
-                try:
-                    value, subscription_ids = item.run(conn)
-                except MeterworksError as exc:
-                    savepoint.rollback()
-                    results[position] = (False, exc)
-                    continue
-                savepoint.commit()
-                results[position] = (True, value)
-                touched.setdefault(item.organization_id, set()).update(subscription_ids)
-                _note_changes(
-                    changed.setdefault(item.organization_id, {}),
-                    subscription_ids.items()
-                    if isinstance(subscription_ids, dict)
-                    else ((sid, 0) for sid in subscription_ids),
-                )
+                for position in jobs.get(organization_id, []):
+                    job = group[position]
+                    assert isinstance(job, _Job)
+                    savepoint = conn.begin_nested()
+                    try:
+                        value, subscription_ids = job.run(conn)
+                    except MeterworksError as exc:
+                        savepoint.rollback()
+                        results[position] = (False, exc)
+                        continue
+                    savepoint.commit()
+                    results[position] = (True, value)
+                    touched.setdefault(organization_id, set()).update(subscription_ids)
+                    _note_changes(
+                        changed.setdefault(organization_id, {}),
+                        subscription_ids.items()
+                        if isinstance(subscription_ids, dict)
+                        else ((sid, 0) for sid in subscription_ids),
+                    )
             for organization_id, subscription_ids in touched.items():
                 for hook in self._hooks:
                     hook(conn, organization_id, subscription_ids)
