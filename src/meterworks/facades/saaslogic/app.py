@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from meterworks import __version__
 from meterworks.api.context import AppContext
-from meterworks.facades.saaslogic import customers, plans, subscriptions, tokens, usage
+from meterworks.facades.saaslogic import customers, invoices, plans, subscriptions, tokens, usage
 from meterworks.facades.saaslogic.errors import install_error_handlers
 
 
@@ -21,6 +21,6 @@ def create_app(context: AppContext) -> FastAPI:
     sub_app.state.context = context
     context.extensions[tokens.EXTENSION] = tokens.TokenService(context)
     install_error_handlers(sub_app)
-    for module in (tokens, usage, subscriptions, customers, plans):
+    for module in (tokens, usage, subscriptions, customers, plans, invoices):
         sub_app.include_router(module.router)
     return sub_app
