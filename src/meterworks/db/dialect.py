@@ -53,3 +53,35 @@ def try_advisory_lock(conn: Connection, key: int) -> bool | None:
     from sqlalchemy import text
 
     return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
+
+
+def insert_rows(
+    conn: Connection, table: Table, columns: list[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """A plain multi-row INSERT straight through the driver's executemany.
+
+    The hot path of ingestion: SQLAlchemy's per-row parameter compilation costs more than the
+    database's own work, so values are only passed through each column type's bind processor.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect
+    processors = [
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+    ]
+    active = [(i, p) for i, p in enumerate(processors) if p is not None]
+    if active:
+        converted = []
+        for row in rows:
+            values = list(row)
+            for i, process in active:
+                # None stays SQL NULL (a JSON column would otherwise store the text `null`).
+                if values[i] is not None:
+                    values[i] = process(values[i])
+            converted.append(tuple(values))
+        rows = converted
+    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in columns)
+    placeholders = ", ".join([marker] * len(columns))
+    statement = f"INSERT INTO {table.name} ({quoted}) VALUES ({placeholders})"
+    conn.exec_driver_sql(statement, rows)

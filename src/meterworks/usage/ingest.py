@@ -79,12 +79,18 @@ def payload_hash(
     quantity: Decimal,
     properties: dict[str, Any] | None,
 ) -> str:
-    canonical = json.dumps(
-        [subscription_id, meter_id, ts_us, operation, format_decimal(quantity), properties],
-        sort_keys=True,
-        separators=(",", ":"),
-        default=lambda v: format_decimal(v) if isinstance(v, Decimal) else str(v),
+    # Ids are generated (no separator inside), so only the trailing properties are free text;
+    # JSON is built only when there are properties: this runs once per event on the hot path.
+    canonical = (
+        f"{subscription_id}\x1f{meter_id}\x1f{ts_us}\x1f{operation}\x1f{format_decimal(quantity)}"
     )
+    if properties:
+        canonical += "\x1f" + json.dumps(
+            properties,
+            sort_keys=True,
+            separators=(",", ":"),
+            default=lambda v: format_decimal(v) if isinstance(v, Decimal) else str(v),
+        )
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
 
 

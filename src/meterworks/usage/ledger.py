@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Row
 
 from meterworks.catalog.meters import Aggregation, Meter
 from meterworks.db import tables as t
-from meterworks.db.dialect import excluded, insert_ignore, upsert
+from meterworks.db.dialect import excluded, insert_ignore, insert_rows, upsert
 from meterworks.errors import Conflict, MeterworksError
 from meterworks.subscriptions.service import Subscription
 from meterworks.usage.aggregations import ZERO, Entry, Rollup, apply, opened, recompute
@@ -26,6 +26,13 @@ from meterworks.usage.periods import PeriodFinder
 
 # Bound on bound parameters per IN list (SQLite allows 32,766 in all).
 CHUNK = 2_000
+
+
+_EVENT_COLUMNS = [
+    "organization_id", "seq", "idempotency_key", "revision", "kind", "subscription_id",
+    "meter_id", "ts_us", "operation", "quantity", "properties", "source", "received_at_us",
+    "payload_hash",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,28 +145,19 @@ def append(
             next_seq += 1
         outcomes.append(BatchOutcome(accepted=len(new), duplicates=duplicates))
     if fresh:
-        conn.execute(
-            t.usage_events.insert(),
+        insert_rows(
+            conn,
+            t.usage_events,
+            _EVENT_COLUMNS,
             [
-                {
-                    "organization_id": organization_id,
-                    "seq": seq,
-                    "idempotency_key": e.idempotency_key,
-                    "revision": 0,
-                    "kind": "event",
-                    "subscription_id": e.subscription.id,
-                    "meter_id": e.meter.id,
-                    "ts_us": e.ts_us,
-                    "operation": e.operation,
-                    "quantity": e.quantity,
-                    "properties": e.properties,
-                    "source": e.source,
-                    "received_at_us": received_at_us,
-                    "payload_hash": e.payload_hash,
-                }
+                (
+                    organization_id, seq, e.idempotency_key, 0, "event", e.subscription.id,
+                    e.meter.id, e.ts_us, e.operation, e.quantity, e.properties, e.source,
+                    received_at_us, e.payload_hash,
+                )
                 for e, seq in fresh
             ],
-        )
+        )  # fmt: skip
         advance_sequence(conn, organization_id, next_seq)
         update_rollups(conn, organization_id, fresh)
     return outcomes
