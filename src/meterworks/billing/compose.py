@@ -17,14 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 
-from sqlalchemy import select
-from sqlalchemy.engine import Connection
-
-from meterworks.billing import marks, store
+from meterworks.billing import store
+from meterworks.billing.loader import Loader
 from meterworks.billing.model import InvoiceKind, Line, LineType, fixed_ref, usage_ref
 from meterworks.billing.proration import DISPLAY_PLACES, to_decimal
 from meterworks.billing.rating import (
+    RatedFixed,
     fixed_line,
     rate_fixed,
     rate_period_usage,
@@ -32,15 +32,12 @@ from meterworks.billing.rating import (
     totals,
     usage_line,
 )
-from meterworks.catalog.meters import Meter, meters_by_ref
 from meterworks.catalog.plans import Plan
-from meterworks.db import tables as t
 from meterworks.kit.decimals import format_decimal
 from meterworks.kit.instants import from_micros
 from meterworks.kit.money import from_minor
-from meterworks.kit.periods import Period, grid_period
+from meterworks.kit.periods import Interval, Period, grid_period
 from meterworks.subscriptions.service import Subscription
-from meterworks.usage.reading import usage_for_period
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,43 +52,44 @@ class Composition:
     settles_late_usage: bool
 
 
+@lru_cache(maxsize=4_096)
+def _grid(anchor: datetime, interval: Interval, instant: datetime) -> Period:
+    # Subscriptions of one run mostly share anchors and periods: computed once, not per invoice.
+    return grid_period(anchor, interval, instant)
+
+
+def grid_of(sub: Subscription, period: Period) -> Period:
+    """The whole calendar period (not clipped to the subscription) that `period` lies in."""
+    return _grid(sub.billing_anchor, sub.interval, period.start)
+
+
+def period_at(sub: Subscription, instant: datetime) -> Period:
+    """The subscription's period containing `instant`, which lies inside its window."""
+    grid = _grid(sub.billing_anchor, sub.interval, instant)
+    end = grid.end if sub.ends_at is None else min(grid.end, sub.ends_at)
+    return Period(max(grid.start, sub.starts_at), end)
+
+
 def first_period(sub: Subscription) -> Period | None:
     if sub.ends_at is not None and sub.ends_at <= sub.starts_at:
         return None
-    return sub.period_at(sub.starts_at)
+    return period_at(sub, sub.starts_at)
 
 
 def next_period(sub: Subscription, period: Period) -> Period | None:
     if sub.ends_at is not None and period.end >= sub.ends_at:
         return None
-    return sub.period_at(period.end)
-
-
-def grid_of(sub: Subscription, period: Period) -> Period:
-    return grid_period(sub.billing_anchor, sub.interval, period.start)
-
-
-def tax_rate_of(conn: Connection, organization_id: str, customer_id: str) -> Decimal | None:
-    # Read directly: a deleted customer still owes its invoices, at its rate.
-    c = t.customers.c
-    value = conn.execute(
-        select(c.tax_rate).where(c.organization_id == organization_id, c.id == customer_id)
-    ).scalar()
-    return value if isinstance(value, Decimal) else None
+    return period_at(sub, period.end)
 
 
 class Composer:
-    """Composes the invoices of one subscription inside one unit of work."""
+    """Composes the invoices of one subscription, reading through a `Loader`."""
 
-    def __init__(
-        self, conn: Connection, organization_id: str, sub: Subscription, plan: Plan
-    ) -> None:
-        self.conn = conn
-        self.organization_id = organization_id
+    def __init__(self, loader: Loader, sub: Subscription, plan: Plan) -> None:
+        self.loader = loader
         self.sub = sub
         self.plan = plan
-        found = meters_by_ref(conn, organization_id, {c.meter_id for c in plan.usage_charges})
-        self.meters: dict[str, Meter] = {m.id: m for m in found.values()}
+        self.meters = loader.meters(plan)
 
     def compose(
         self,
@@ -112,17 +110,14 @@ class Composer:
             first = first_period(self.sub)
             if first is not None:
                 period = first
-                lines.extend(
-                    fixed_line(r) for r in rate_fixed(self.plan, first, grid_of(self.sub, first))
-                )
+                lines.extend(self.fixed_lines(first))
         elif kind is InvoiceKind.PERIOD:
             following = next_period(self.sub, period)
             if following is not None:
-                grid = grid_of(self.sub, following)
-                lines.extend(fixed_line(r) for r in rate_fixed(self.plan, following, grid))
+                lines.extend(self.fixed_lines(following))
             lines.extend(self.usage_lines(period, until or period.end))
             lines.extend(self.fixed_adjustments(period, before))
-            if not store.earlier_draft_exists(self.conn, self.organization_id, self.sub.id, before):
+            if not self.loader.earlier_draft(self.sub.id, before):
                 settles = True
                 lines.extend(self.usage_adjustments(before, period.start))
         else:
@@ -134,20 +129,28 @@ class Composer:
                     min(a.service.start for a in adjustments),
                     max(a.service.end for a in adjustments),
                 )
-        tax_rate = tax_rate_of(self.conn, self.organization_id, self.sub.customer_id)
+        tax_rate = self.loader.tax_rate(self.sub.customer_id)
         subtotal, tax, total = totals(lines, tax_rate)
         return Composition(period, tuple(lines), tax_rate, subtotal, tax, total, settles)
 
+    def rated_fixed(self, service: Period) -> list[RatedFixed]:
+        grid = grid_of(self.sub, service)
+        # Subscriptions on one plan share their fixed charges' rating for the same dates.
+        key = ("fixed", self.plan.id, service, grid)
+        found: list[RatedFixed] | None = self.loader.memo.get(key)
+        if found is None:
+            found = self.loader.memo[key] = rate_fixed(self.plan, service, grid)
+        return found
+
+    def fixed_lines(self, service: Period) -> list[Line]:
+        key = ("fixed-lines", self.plan.id, service, grid_of(self.sub, service))
+        found: list[Line] | None = self.loader.memo.get(key)
+        if found is None:
+            found = self.loader.memo[key] = [fixed_line(r) for r in self.rated_fixed(service)]
+        return found
+
     def quantities(self, period: Period, until: datetime) -> dict[str, Decimal]:
-        usage = usage_for_period(
-            self.conn,
-            self.organization_id,
-            self.sub,
-            period,
-            now=until,
-            meters=list(self.meters.values()),
-        )
-        return {m.meter.id: m.quantity for m in usage.meters}
+        return self.loader.quantities(self.sub, period, until, list(self.meters.values()))
 
     def usage_lines(self, period: Period, until: datetime) -> list[Line]:
         rated = rate_period_usage(self.plan, self.meters, self.quantities(period, until))
@@ -157,12 +160,10 @@ class Composer:
         """Reconcile what was billed in advance for `period` with what it now is."""
         if not self.plan.fixed_charges:
             return []
-        billed = store.billed_for(
-            self.conn, self.organization_id, self.sub.id, {period.start}, before
-        )
+        billed = self.loader.billed(self.sub.id, {period.start}, before)
         currency = self.plan.currency
         lines = []
-        for rated in rate_fixed(self.plan, period, grid_of(self.sub, period)):
+        for rated in self.rated_fixed(period):
             ref = fixed_ref(rated.index)
             held = billed.get((period.start, ref), store.Billed())
             difference = rated.amount_minor - held.amount_minor
@@ -200,24 +201,18 @@ class Composer:
         self, before: tuple[datetime, str] | None, periods_before: datetime | None
     ) -> list[Line]:
         """Late-usage adjustments for the finalized periods the late mark reaches."""
-        from_us = marks.late_from(self.conn, self.organization_id, self.sub.id)
+        from_us = self.loader.late_from(self.sub.id)
         if from_us is None:
             return []
         adjusted = [
             invoice
-            for invoice in store.finalized_periods(
-                self.conn, self.organization_id, self.sub.id, from_micros(from_us)
-            )
+            for invoice in self.loader.finalized_periods(self.sub.id, from_micros(from_us))
             if periods_before is None or invoice.period.start < periods_before
         ]
         if not adjusted:
             return []
-        billed = store.billed_for(
-            self.conn,
-            self.organization_id,
-            self.sub.id,
-            {invoice.period.start for invoice in adjusted},
-            before,
+        billed = self.loader.billed(
+            self.sub.id, {invoice.period.start for invoice in adjusted}, before
         )
         currency = self.plan.currency
         lines = []

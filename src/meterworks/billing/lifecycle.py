@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from meterworks.billing import marks, store
 from meterworks.billing.compose import Composer, Composition
+from meterworks.billing.loader import Loader
 from meterworks.billing.model import Invoice, InvoiceKind, InvoiceStatus
 from meterworks.catalog.plans import Plan, get_plan
 from meterworks.errors import Conflict
@@ -33,13 +34,14 @@ def draft(
     *,
     closes_at: datetime,
     now: datetime,
+    invoice_id: str | None = None,
 ) -> str | None:
     """Draft the invoice of `kind` for `period`; None if it exists already (or has no line)."""
-    invoice_id = new_id("inv")
+    invoice_id = invoice_id or new_id("inv")
     if kind is InvoiceKind.ADJUSTMENT:
         # It reads and may clear the late mark: under the ledger lock, like finalizing.
         lock_sequence(conn, organization_id)
-    composition = Composer(conn, organization_id, sub, plan).compose(
+    composition = Composer(Loader(conn, organization_id), sub, plan).compose(
         kind, period, before=(closes_at, invoice_id)
     )
     if kind is InvoiceKind.ADJUSTMENT and not composition.lines:
@@ -77,7 +79,7 @@ def _compose(conn: Connection, organization_id: str, invoice: Invoice) -> Compos
     assert invoice.subscription_id is not None
     sub = get_subscription(conn, organization_id, invoice.subscription_id)
     plan = get_plan(conn, organization_id, sub.plan_id)
-    return Composer(conn, organization_id, sub, plan).compose(
+    return Composer(Loader(conn, organization_id), sub, plan).compose(
         invoice.kind, invoice.period, before=invoice.order_key
     )
 

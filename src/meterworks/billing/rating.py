@@ -25,7 +25,7 @@ from meterworks.billing.proration import (
     share,
     to_decimal,
 )
-from meterworks.catalog.meters import Aggregation, Meter
+from meterworks.catalog.meters import Meter, quantity_unit
 from meterworks.catalog.plans import FixedCharge, Plan, UsageCharge
 from meterworks.kit.decimals import format_decimal
 from meterworks.kit.instants import format_instant
@@ -36,8 +36,7 @@ ZERO = Decimal(0)
 
 
 def unit_of(meter: Meter) -> str:
-    # A prorated meter counts level × time: its quantity is in unit-days.
-    return meter.unit + ("-days" if meter.aggregation is Aggregation.PRORATED else "")
+    return quantity_unit(meter)
 
 
 def span_text(period: Period) -> str:

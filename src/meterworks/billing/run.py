@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from meterworks.billing import lifecycle, marks, store
-from meterworks.billing.compose import first_period
+from meterworks.billing.batch import bill_page, steps_for
 from meterworks.billing.model import InvoiceKind
 from meterworks.catalog.plans import Plan, get_plan
 from meterworks.config import Settings
@@ -87,6 +87,7 @@ class BillingRun:
         now: datetime,
         renew: Callable[[], None] | None = None,
         page_size: int = PAGE_SIZE,
+        batched: bool = True,
     ) -> None:
         if as_of > now:
             raise InvalidInput(
@@ -101,6 +102,8 @@ class BillingRun:
         self.grace = timedelta(seconds=settings.billing_grace_seconds)
         self.renew = renew
         self.page_size = page_size
+        # False: every subscription on the careful path, one invoice per unit of work.
+        self.batched = batched
         self.report = RunReport(as_of=as_of)
 
     def run(self, organization_id: str | None = None) -> RunReport:
@@ -122,75 +125,111 @@ class BillingRun:
                 for sub in page:
                     if sub.plan_id not in plans:
                         plans[sub.plan_id] = get_plan(conn, organization_id, sub.plan_id)
-            for sub in page:
-                self.report.subscriptions += 1
-                try:
-                    self.bill(organization_id, sub, plans[sub.plan_id], progress[sub.id])
-                except Exception:
-                    # One broken subscription must not stop the others; the next run retries it.
-                    self.report.failed += 1
-                    log.exception("billing subscription %s failed", sub.id)
+            self.report.subscriptions += len(page)
+            self.bill_page(organization_id, page, plans, progress)
             if self.renew is not None:
                 self.renew()
             if len(page) < self.page_size:
                 return
             after = page[-1].id
 
+    def bill_page(
+        self,
+        organization_id: str,
+        page: list[Subscription],
+        plans: dict[str, Plan],
+        progress: dict[str, store.Progress],
+    ) -> None:
+        work = []
+        for sub in page:
+            plan = plans[sub.plan_id]
+            steps = steps_for(sub, plan, progress[sub.id], as_of=self.as_of, grace=self.grace)
+            if steps:
+                work.append((sub, plan, steps))
+        if work and not self.batched:
+            self._one_by_one(organization_id, [(sub, plan) for sub, plan, _ in work], progress)
+        elif work:
+            try:
+                with self.db.transaction() as conn:
+                    result = bill_page(
+                        conn,
+                        organization_id,
+                        work,
+                        progress,
+                        now=self.now,
+                        net_days=self.settings.invoice_net_days,
+                    )
+            except Exception:
+                # The page as a whole failed: bill its subscriptions one by one instead, so
+                # one broken subscription cannot hold the others back.
+                log.exception("billing a page of %s failed; retrying one by one", organization_id)
+                self._one_by_one(organization_id, [(sub, plan) for sub, plan, _ in work], progress)
+            else:
+                self.report.failed += result.failed
+                for invoice_id in result.drafted:
+                    self.report.note_drafted(invoice_id)
+                for invoice_id in result.finalized:
+                    self.report.note_finalized(invoice_id)
+        for sub in page:
+            ended = sub.ends_at is not None and sub.ends_at <= self.as_of
+            if ended and progress[sub.id].marked and not progress[sub.id].drafts:
+                # Late usage of a subscription with no next invoice: an invoice of its own.
+                try:
+                    self._draft_adjustment(organization_id, sub, plans[sub.plan_id])
+                except Exception:
+                    self.report.failed += 1
+                    log.exception("billing subscription %s failed", sub.id)
+
+    def _one_by_one(
+        self,
+        organization_id: str,
+        subs: list[tuple[Subscription, Plan]],
+        progress: dict[str, store.Progress],
+    ) -> None:
+        ids = [s.id for s, _ in subs]
+        with self.db.read() as conn:
+            progress.update(store.progress_of(conn, organization_id, ids))
+        for sub, plan in subs:
+            try:
+                self.bill(organization_id, sub, plan, progress[sub.id])
+            except Exception:
+                self.report.failed += 1
+                log.exception("billing subscription %s failed", sub.id)
+        with self.db.read() as conn:
+            progress.update(store.progress_of(conn, organization_id, ids))
+
     def bill(
         self, organization_id: str, sub: Subscription, plan: Plan, progress: store.Progress
     ) -> None:
-        first = first_period(sub)
-        if first is None:
-            return
-        drafts = sorted(progress.drafts or [])
-        if plan.fixed_charges and not progress.has_opening and sub.starts_at <= self.as_of:
-            self._draft(
-                organization_id, sub, plan, InvoiceKind.OPENING, first, sub.starts_at, drafts
-            )
-        cursor = progress.last_period_end or sub.starts_at
-        while sub.ends_at is None or cursor < sub.ends_at:
-            period = sub.period_at(cursor)
-            if period.end > self.as_of or period.end <= cursor:
-                break
-            self._draft(organization_id, sub, plan, InvoiceKind.PERIOD, period, period.end, drafts)
-            cursor = period.end
-        remaining: list[str] = []
-        for closes_at, invoice_id in sorted(drafts):
-            if remaining or closes_at + self.grace > self.as_of:
-                remaining.append(invoice_id)
-                continue
-            with self.db.transaction() as conn:
-                invoice = lifecycle.finalize(
-                    conn,
-                    organization_id,
-                    invoice_id,
-                    now=self.now,
-                    net_days=self.settings.invoice_net_days,
-                )
-            if invoice is not None and invoice.number is not None:
-                self.report.note_finalized(invoice_id)
-        ended = sub.ends_at is not None and cursor >= sub.ends_at
-        if ended and progress.marked and not remaining:
-            # Late usage of a subscription with no next invoice: an adjustment invoice of its own.
-            self._draft_adjustment(organization_id, sub, plan)
-
-    def _draft(
-        self,
-        organization_id: str,
-        sub: Subscription,
-        plan: Plan,
-        kind: InvoiceKind,
-        period: Period,
-        closes_at: datetime,
-        drafts: list[tuple[datetime, str]],
-    ) -> None:
-        with self.db.transaction() as conn:
-            invoice_id = lifecycle.draft(
-                conn, organization_id, sub, plan, kind, period, closes_at=closes_at, now=self.now
-            )
-        if invoice_id is not None:
-            self.report.note_drafted(invoice_id)
-            drafts.append((closes_at, invoice_id))
+        """One subscription, one invoice per unit of work (the careful path)."""
+        for step in steps_for(sub, plan, progress, as_of=self.as_of, grace=self.grace):
+            if not step.existing:
+                with self.db.transaction() as conn:
+                    drafted = lifecycle.draft(
+                        conn,
+                        organization_id,
+                        sub,
+                        plan,
+                        step.kind,
+                        step.period,
+                        closes_at=step.closes_at,
+                        now=self.now,
+                        invoice_id=step.id,
+                    )
+                if drafted is None:
+                    return  # drafted by another run meanwhile: the next run goes on
+                self.report.note_drafted(drafted)
+            if step.finalize:
+                with self.db.transaction() as conn:
+                    invoice = lifecycle.finalize(
+                        conn,
+                        organization_id,
+                        step.id,
+                        now=self.now,
+                        net_days=self.settings.invoice_net_days,
+                    )
+                if invoice is not None and invoice.number is not None:
+                    self.report.note_finalized(step.id)
 
     def _draft_adjustment(self, organization_id: str, sub: Subscription, plan: Plan) -> None:
         with self.db.transaction() as conn:

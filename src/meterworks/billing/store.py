@@ -7,7 +7,7 @@ payments, views) go through it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -302,6 +302,28 @@ def insert_draft(
     return True
 
 
+def line_row(
+    organization_id: str, invoice_id: str, subscription_id: str, position: int, line: Line
+) -> dict[str, Any]:
+    return {
+        "organization_id": organization_id,
+        "invoice_id": invoice_id,
+        "position": position,
+        "subscription_id": subscription_id,
+        "type": line.type.value,
+        "charge_ref": line.charge_ref,
+        "service_start": line.service.start,
+        "service_end": line.service.end,
+        "description": line.description[:500],
+        "meter_id": line.meter_id,
+        "quantity": line.quantity,
+        "unit_price": line.unit_price,
+        "exact_amount": line.exact_amount,
+        "amount_minor": line.amount_minor,
+        "details": line.details,
+    }
+
+
 def write_lines(
     conn: Connection,
     organization_id: str,
@@ -317,31 +339,14 @@ def write_lines(
                 L.organization_id == organization_id, L.invoice_id == invoice_id
             )
         )
-    if not lines:
-        return
-    conn.execute(
-        t.invoice_lines.insert(),
-        [
-            {
-                "organization_id": organization_id,
-                "invoice_id": invoice_id,
-                "position": position,
-                "subscription_id": subscription_id,
-                "type": line.type.value,
-                "charge_ref": line.charge_ref,
-                "service_start": line.service.start,
-                "service_end": line.service.end,
-                "description": line.description[:500],
-                "meter_id": line.meter_id,
-                "quantity": line.quantity,
-                "unit_price": line.unit_price,
-                "exact_amount": line.exact_amount,
-                "amount_minor": line.amount_minor,
-                "details": line.details,
-            }
-            for position, line in enumerate(lines, start=1)
-        ],
-    )
+    if lines:
+        conn.execute(
+            t.invoice_lines.insert(),
+            [
+                line_row(organization_id, invoice_id, subscription_id, position, line)
+                for position, line in enumerate(lines, start=1)
+            ],
+        )
 
 
 def insert_issued(
@@ -437,8 +442,14 @@ def delete_draft(conn: Connection, organization_id: str, invoice_id: str) -> Non
 
 
 def take_number(conn: Connection, organization_id: str) -> int:
-    """The organization's next invoice number. Its row stays locked until the transaction ends,
-    so numbers are handed out in order and a rolled-back finalization leaves no gap."""
+    """The organization's next invoice number."""
+    return reserve_numbers(conn, organization_id, 1)
+
+
+def reserve_numbers(conn: Connection, organization_id: str, count: int) -> int:
+    """The first of `count` consecutive invoice numbers. The counter's row stays locked until
+    the transaction ends, so numbers are handed out in order and a rolled-back finalization
+    leaves no gap."""
     n = t.invoice_numbers.c
     query = select(n.next_number).where(n.organization_id == organization_id).with_for_update()
     value = conn.execute(query).scalar()
@@ -453,9 +464,21 @@ def take_number(conn: Connection, organization_id: str) -> int:
     conn.execute(
         t.invoice_numbers.update()
         .where(n.organization_id == organization_id)
-        .values(next_number=int(value) + 1)
+        .values(next_number=int(value) + count)
     )
     return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class DraftRef:
+    closes_at: datetime
+    id: str
+    kind: InvoiceKind
+    period: Period
+
+    @property
+    def key(self) -> tuple[datetime, str]:
+        return (self.closes_at, self.id)
 
 
 @dataclass(slots=True)
@@ -464,19 +487,23 @@ class Progress:
 
     has_opening: bool = False
     last_period_end: datetime | None = None
-    drafts: list[tuple[datetime, str]] | None = None
+    drafts: list[DraftRef] = field(default_factory=list)
     marked: bool = False
 
 
 def progress_of(
     conn: Connection, organization_id: str, subscription_ids: Sequence[str]
 ) -> dict[str, Progress]:
-    found = {sid: Progress(drafts=[]) for sid in subscription_ids}
-    for part in chunks(list(subscription_ids)):
+    found = {sid: Progress() for sid in subscription_ids}
+    for part in chunks(sorted(subscription_ids)):
+        # The range beside the list keeps the planner on the (organization, subscription)
+        # index even before statistics have caught up with a run's fresh rows.
+        span = INV.subscription_id.between(part[0], part[-1])
         for row in conn.execute(
             select(INV.subscription_id, INV.kind, func.max(INV.period_end).label("last_end"))
             .where(
                 INV.organization_id == organization_id,
+                span,
                 INV.subscription_id.in_(part),
                 INV.kind.in_([InvoiceKind.OPENING.value, InvoiceKind.PERIOD.value]),
             )
@@ -487,23 +514,45 @@ def progress_of(
                 progress.has_opening = True
             else:
                 progress.last_period_end = _utc(row.last_end)
-        for row in conn.execute(
-            select(INV.subscription_id, INV.closes_at, INV.id).where(
+        for draft in conn.execute(
+            select(
+                INV.subscription_id, INV.closes_at, INV.id, INV.kind, INV.period_start,
+                INV.period_end,
+            ).where(
                 INV.organization_id == organization_id,
+                span,
                 INV.subscription_id.in_(part),
                 INV.status == InvoiceStatus.DRAFT.value,
             )
-        ):
-            drafts = found[row.subscription_id].drafts
-            assert drafts is not None
-            drafts.append((row.closes_at, row.id))
-        m = t.billing_late_marks.c
-        for row in conn.execute(
-            select(m.subscription_id).where(
-                m.organization_id == organization_id, m.subscription_id.in_(part)
+        ):  # fmt: skip
+            found[draft.subscription_id].drafts.append(
+                DraftRef(
+                    draft.closes_at,
+                    draft.id,
+                    InvoiceKind(draft.kind),
+                    Period(draft.period_start, draft.period_end),
+                )
             )
-        ):
-            found[row.subscription_id].marked = True
+    for sid in marked(conn, organization_id, subscription_ids):
+        found[sid].marked = True
+    for progress in found.values():
+        progress.drafts.sort(key=lambda d: d.key)
+    return found
+
+
+def marked(conn: Connection, organization_id: str, subscription_ids: Sequence[str]) -> set[str]:
+    """Which of these subscriptions carry a late-usage mark."""
+    m = t.billing_late_marks.c
+    found: set[str] = set()
+    for part in chunks(list(subscription_ids)):
+        found.update(
+            row.subscription_id
+            for row in conn.execute(
+                select(m.subscription_id).where(
+                    m.organization_id == organization_id, m.subscription_id.in_(part)
+                )
+            )
+        )
     return found
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from meterworks.billing.compose import Composer
 from meterworks.billing.documents import preview_document
+from meterworks.billing.loader import Loader
 from meterworks.billing.model import InvoiceKind
 from meterworks.catalog.plans import get_plan
 from meterworks.db import tables as t
@@ -135,7 +136,7 @@ def build(
     """The view's document: the current period composed as its invoice, usage counted to now."""
     period = current_period(sub, now)
     plan = get_plan(conn, organization_id, sub.plan_id)
-    composition = Composer(conn, organization_id, sub, plan).compose(
+    composition = Composer(Loader(conn, organization_id), sub, plan).compose(
         InvoiceKind.PERIOD, period, before=None, until=max(now, period.start)
     )
     return preview_document(sub, plan.currency, composition, counted_until=min(now, period.end))

@@ -327,7 +327,6 @@ invoices = Table(
     ),
     Index(None, "organization_id", "subscription_id", "closes_at"),
     Index(None, "organization_id", "customer_id"),
-    Index(None, "organization_id", "status", "closes_at"),
     # One invoice per (subscription, period), one opening invoice per subscription: what makes
     # a billing run safe to repeat and to run from several processes at once.
     Index(

@@ -1,0 +1,96 @@
+"""The billing run's two paths: whole pages in one unit of work (the fast path) and one invoice
+per unit of work (the careful path a failing page falls back to). They must bill alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from meterworks.billing.run import BillingRun
+from tests.scenarios.oracle import check_all
+from tests.scenarios.story import Story, at, ok
+from tests.support.server import RunningServer
+from tests.support.tenancy import IsolatedOrganization, new_organization
+
+
+class CarefulStory(Story):
+    def run(self, as_of: str | None = None) -> dict[str, Any]:
+        now = self.server.clock.now()
+        report = BillingRun(
+            self.server.db,
+            self.server.settings,
+            as_of=at(as_of) if as_of else now,
+            now=now,
+            batched=False,
+        ).run(self.org.id)
+        return {"drafted": report.drafted, "finalized": report.finalized}
+
+
+def _tell(story: Story) -> list[dict[str, Any]]:
+    story.now("2025-01-01")
+    story.meter("api_calls", "sum", unit="call")
+    story.meter("seats", "prorated", unit="seat")
+    plan = story.plan(
+        [
+            {"type": "fixed", "name": "Platform fee", "amount": "31.00"},
+            {"type": "usage", "meter": "api_calls", "model": "volume", "tiers": [
+                {"up_to": "100", "unit_price": "0.10"}, {"up_to": None, "unit_price": "0.05"}]},
+            {"type": "usage", "meter": "seats", "model": "per_unit", "unit_price": "1.00"},
+        ]
+    )  # fmt: skip
+    subs = [
+        story.subscribe(story.customer("a", tax_rate="7.5"), plan, "2025-01-01T00:00:00Z"),
+        story.subscribe(
+            story.customer("b"), plan, "2025-01-10T00:00:00Z", billing_anchor="2025-01-01"
+        ),
+    ]
+    story.now("2025-01-31")
+    for n, sub in enumerate(subs):
+        story.send(sub, "api_calls", "2025-01-20", 150 + n, key=f"{sub}-c1")
+        story.send(sub, "seats", "2025-01-15", 2, key=f"{sub}-s1", operation="set")
+    story.now("2025-02-01T00:30")
+    story.run()
+    story.now("2025-02-01T02:00")
+    story.run()
+    story.now("2025-02-05")
+    story.send(subs[0], "api_calls", "2025-01-30", 10, key="late")
+    ok(story.client.patch(f"/v1/events/{subs[1]}-s1", json={"quantity": "3"}))
+    ok(story.client.post(f"/v1/subscriptions/{subs[1]}/cancel", json={"at": "2025-02-20"}))
+    story.now("2025-03-01T05:00")
+    story.run()
+    story.now("2025-03-02")
+    story.send(subs[1], "api_calls", "2025-02-19", 5, key="after-end")
+    story.run()
+    story.now("2025-03-02T01:00")
+    story.run()
+    invoices = []
+    for sub in subs:
+        invoices.extend(check_all(story, sub))
+    return [
+        {
+            "kind": i["kind"],
+            "period": i["period"],
+            "status": i["status"],
+            "number": i["number"],
+            "lines": [
+                (x["type"], x["description"], x["quantity"], x["amount"]) for x in i["lines"]
+            ],
+            "totals": (i["subtotal"], i["tax"], i["total"]),
+        }
+        for i in invoices
+    ]
+
+
+@pytest.mark.parametrize("path", ["fast", "careful"])
+def test_both_paths_bill_the_same_story_alike(
+    server: RunningServer, org: IsolatedOrganization, path: str
+) -> None:
+    fast = _tell(Story(server, org))
+    with new_organization(server, "careful twin") as twin:
+        careful = _tell(CarefulStory(server, twin) if path == "careful" else Story(server, twin))
+    assert careful == fast
+    kinds = [i["kind"] for i in fast]
+    assert kinds.count("adjustment") == 1
+    numbers = sorted(i["number"] for i in fast)
+    assert numbers == list(range(1, len(fast) + 1))  # all finalized, gapless
