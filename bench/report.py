@@ -32,7 +32,7 @@ def _cell(value: Any) -> str:
             return "—"
         if abs(value) >= 100:
             return f"{value:,.0f}"
-        return f"{value:.2f}"
+        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
