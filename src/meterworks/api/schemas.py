@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, Strict, StrictInt, StrictStr
 
-from meterworks.catalog.meters import Meter
+from meterworks.catalog.meters import Meter, quantity_unit
 from meterworks.catalog.plans import Plan, charge_to_json
 from meterworks.customers.service import Customer
 from meterworks.kit.decimals import format_decimal
@@ -176,9 +176,7 @@ class UsageOut(BaseModel):
                     key=m.meter.key,
                     aggregation=m.meter.aggregation.value,
                     quantity=format_decimal(m.quantity),
-                    # Prorated meters count unit-days.
-                    unit=m.meter.unit
-                    + ("-days" if m.meter.aggregation.value == "prorated" else ""),
+                    unit=quantity_unit(m.meter),
                 )
                 for m in usage.meters
             ],

@@ -51,6 +51,11 @@ class Meter:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+def quantity_unit(meter: Meter) -> str:
+    """The unit of a meter's billed quantity: a prorated meter counts unit-days."""
+    return meter.unit + ("-days" if meter.aggregation is Aggregation.PRORATED else "")
+
+
 def meter_from_row(row: Row[Any]) -> Meter:
     return Meter(
         id=row.id,

@@ -20,7 +20,7 @@ from meterworks.db import tables as t
 from meterworks.db.dialect import excluded, insert_ignore, insert_rows, upsert
 from meterworks.errors import Conflict, MeterworksError
 from meterworks.subscriptions.service import Subscription
-from meterworks.usage.aggregations import ZERO, Entry, Rollup, apply, opened, recompute
+from meterworks.usage.aggregations import ZERO, Entry, Rollup, apply, opened, recompute, to_row
 from meterworks.usage.ingest import NewEvent, property_value
 from meterworks.usage.periods import PeriodFinder
 
@@ -272,16 +272,7 @@ def _row(organization_id: str, pair: Pair, rollup: Rollup) -> dict[str, Any]:
         "organization_id": organization_id,
         "subscription_id": pair[0],
         "meter_id": pair[1],
-        "period_start_us": rollup.period_start_us,
-        "event_count": rollup.event_count,
-        "total": rollup.total,
-        "opening_level": rollup.opening_level,
-        "level": rollup.level,
-        "max_level": rollup.max_level,
-        "integral": rollup.integral,
-        "last_ts_us": rollup.last_ts_us,
-        "last_seq": rollup.last_seq,
-        "distinct_count": rollup.distinct_count,
+        **to_row(rollup),
     }
 
 

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from meterworks.api.context import AppContext, Context
 from meterworks.api.jsonbody import DecimalRoute, parse_body
-from meterworks.catalog.meters import Aggregation, Meter, get_meter, meters_by_ref
+from meterworks.catalog.meters import Meter, get_meter, meters_by_ref, quantity_unit
 from meterworks.errors import Conflict, InvalidInput, MeterworksError, NotFound
 from meterworks.facades.saaslogic.formats import SaaslogicModel, decimal_text, saaslogic_date
 from meterworks.facades.saaslogic.tokens import OrganizationId
@@ -274,8 +274,7 @@ def resource_usage(usage: PeriodUsage) -> list[ResourceUsageOut]:
             resource_id=m.meter.id,
             resource_key=m.meter.key,
             resource_name=m.meter.name,
-            uom_name=m.meter.unit
-            + ("-days" if m.meter.aggregation is Aggregation.PRORATED else ""),
+            uom_name=quantity_unit(m.meter),
             aggregation=m.meter.aggregation.value,
             quantity=decimal_text(m.quantity),
         )

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from starlette.responses import Response
 
 from meterworks.api.context import AppContext
-from meterworks.catalog.meters import Aggregation, Meter, get_meter
+from meterworks.catalog.meters import Meter, get_meter, quantity_unit
 from meterworks.catalog.plans import get_plan
 from meterworks.db import tables as t
 from meterworks.errors import InvalidInput, NotFound
@@ -142,8 +142,7 @@ def brick_usage(
                     "used": used,
                     "remaining": max(ZERO, found.pre_commitment - used),
                     # A gauge's used quantity is in unit-days, as on invoices.
-                    "unit": found.meter.unit
-                    + ("-days" if found.meter.aggregation is Aggregation.PRORATED else ""),
+                    "unit": quantity_unit(found.meter),
                 }
             )
     return ExactJSONResponse(results)
