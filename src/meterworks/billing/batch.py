@@ -21,6 +21,7 @@ from meterworks.billing import store
 from meterworks.billing.compose import Composer, Composition, first_period, period_at
 from meterworks.billing.loader import PageLoader
 from meterworks.billing.model import InvoiceKind, InvoiceStatus
+from meterworks.billing.progress import DraftRef, Progress, marked
 from meterworks.catalog.plans import Plan
 from meterworks.db import tables as t
 from meterworks.db.dialect import insert_ignore
@@ -52,7 +53,7 @@ class Step:
 def steps_for(
     sub: Subscription,
     plan: Plan,
-    progress: store.Progress,
+    progress: Progress,
     *,
     as_of: datetime,
     grace: timedelta,
@@ -101,7 +102,7 @@ def bill_page(
     conn: Connection,
     organization_id: str,
     work: list[tuple[Subscription, Plan, list[Step]]],
-    progress: dict[str, store.Progress],
+    progress: dict[str, Progress],
     *,
     now: datetime,
     net_days: int,
@@ -113,9 +114,9 @@ def bill_page(
     watermark = lock_sequence(conn, organization_id) if finalizing else None
     if finalizing:
         # Read again under the lock: a mark set since the page was read must not be missed.
-        marked = store.marked(conn, organization_id, [sub.id for sub, _, _ in work])
+        carrying = marked(conn, organization_id, [sub.id for sub, _, _ in work])
         for sub, _, _ in work:
-            progress[sub.id].marked = sub.id in marked
+            progress[sub.id].marked = sub.id in carrying
     still_draft = _lock_drafts(
         conn,
         organization_id,
@@ -198,7 +199,7 @@ def _compose_subscription(
         if step.existing and step.finalize:
             progress.drafts = [d for d in progress.drafts if d.id != step.id]
         elif not step.existing and not step.finalize:
-            progress.drafts.append(store.DraftRef(step.closes_at, step.id, step.kind, step.period))
+            progress.drafts.append(DraftRef(step.closes_at, step.id, step.kind, step.period))
         if step.finalize and composition.settles_late_usage:
             loader.settle(sub.id)
         done.append(Composed(sub, replace(step, period=composition.period), composition))

@@ -100,13 +100,14 @@ def finalize(
     conn: Connection, organization_id: str, invoice_id: str, *, now: datetime, net_days: int
 ) -> Invoice | None:
     """Finalize a draft; an invoice past draft is answered as it is, a vanished one as None."""
+    # The ledger lock: every write committed before it is counted here, every later one is
+    # late usage (the writer's change hook sees this invoice finalized). Taken before the
+    # invoice's row, in the order every finalizer locks in (see `batch.py`): no deadlock.
+    watermark = lock_sequence(conn, organization_id)
     invoice = store.get_invoice(conn, organization_id, invoice_id, for_update=True)
     if invoice.status is not InvoiceStatus.DRAFT:
         return invoice
     assert invoice.subscription_id is not None  # an on-demand invoice is never a draft
-    # The ledger lock: every write committed before it is counted here, every later one is
-    # late usage (the writer's change hook sees this invoice finalized).
-    watermark = lock_sequence(conn, organization_id)
     composition = _compose(conn, organization_id, invoice)
     if composition.settles_late_usage:
         marks.clear_mark(conn, organization_id, invoice.subscription_id)

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from meterworks.billing import marks, store
 from meterworks.billing.model import Invoice, InvoiceKind, Line, LineType
+from meterworks.billing.progress import Progress
 from meterworks.catalog.meters import Aggregation, Meter, meters_by_ref
 from meterworks.catalog.plans import Plan
 from meterworks.db import tables as t
@@ -93,7 +94,7 @@ class PageLoader(Loader):
         self,
         conn: Connection,
         organization_id: str,
-        progress: dict[str, store.Progress],
+        progress: dict[str, Progress],
     ) -> None:
         super().__init__(conn, organization_id)
         self.progress = progress

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from meterworks.billing import lifecycle, marks, store
 from meterworks.billing.batch import bill_page, steps_for
 from meterworks.billing.model import InvoiceKind
+from meterworks.billing.progress import Progress, progress_of
 from meterworks.catalog.plans import Plan, get_plan
 from meterworks.config import Settings
 from meterworks.db import tables as t
@@ -119,7 +120,7 @@ class BillingRun:
         while True:
             with self.db.read() as conn:
                 page = list_subscriptions(conn, organization_id, limit=self.page_size, after=after)
-                progress = store.progress_of(conn, organization_id, [s.id for s in page])
+                progress = progress_of(conn, organization_id, [s.id for s in page])
                 if len(plans) > 1_000:
                     plans.clear()
                 for sub in page:
@@ -138,7 +139,7 @@ class BillingRun:
         organization_id: str,
         page: list[Subscription],
         plans: dict[str, Plan],
-        progress: dict[str, store.Progress],
+        progress: dict[str, Progress],
     ) -> None:
         work = []
         for sub in page:
@@ -184,11 +185,11 @@ class BillingRun:
         self,
         organization_id: str,
         subs: list[tuple[Subscription, Plan]],
-        progress: dict[str, store.Progress],
+        progress: dict[str, Progress],
     ) -> None:
         ids = [s.id for s, _ in subs]
         with self.db.read() as conn:
-            progress.update(store.progress_of(conn, organization_id, ids))
+            progress.update(progress_of(conn, organization_id, ids))
         for sub, plan in subs:
             try:
                 self.bill(organization_id, sub, plan, progress[sub.id])
@@ -196,11 +197,9 @@ class BillingRun:
                 self.report.failed += 1
                 log.exception("billing subscription %s failed", sub.id)
         with self.db.read() as conn:
-            progress.update(store.progress_of(conn, organization_id, ids))
+            progress.update(progress_of(conn, organization_id, ids))
 
-    def bill(
-        self, organization_id: str, sub: Subscription, plan: Plan, progress: store.Progress
-    ) -> None:
+    def bill(self, organization_id: str, sub: Subscription, plan: Plan, progress: Progress) -> None:
         """One subscription, one invoice per unit of work (the careful path)."""
         for step in steps_for(sub, plan, progress, as_of=self.as_of, grace=self.grace):
             if not step.existing:
