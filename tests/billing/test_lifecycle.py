@@ -234,6 +234,9 @@ def test_listing_filters_and_tenancy(story: Story, server: RunningServer) -> Non
     assert ok(story.client.get("/v1/invoices", params={"status": "paid"}))["data"] == []
     page = ok(story.client.get("/v1/invoices", params={"limit": 1}))
     assert (len(page["data"]), page["has_more"]) == (1, True)
+    assert page["data"][0]["kind"] == "opening"  # billing order: the opening invoice first
+    rest = ok(story.client.get("/v1/invoices", params={"after": page["data"][0]["id"]}))
+    assert ([i["id"] for i in rest["data"]], rest["has_more"]) == ([january], False)
     _error(story.client.get("/v1/invoices", params={"status": "sent"}), 422, "invalid_input")
     _error(story.client.get("/v1/invoices/inv_nope"), 404, "invoice_not_found")
 

@@ -144,8 +144,16 @@ def list_invoices(
     if status is not None:
         query = query.where(INV.status == status)
     if after is not None:
-        query = query.where(INV.id > after)
-    rows = conn.execute(query.order_by(INV.id).limit(limit)).all()
+        # Billing order (closes_at, id), resumed after the last invoice of the previous page.
+        cursor = conn.execute(
+            select(INV.closes_at).where(INV.organization_id == organization_id, INV.id == after)
+        ).scalar()
+        if cursor is None:
+            return []
+        query = query.where(
+            or_(INV.closes_at > cursor, and_(INV.closes_at == cursor, INV.id > after))
+        )
+    rows = conn.execute(query.order_by(INV.closes_at, INV.id).limit(limit)).all()
     lines = _lines_of(conn, organization_id, [r.id for r in rows])
     return [_invoice(r, lines[r.id]) for r in rows]
 

@@ -327,6 +327,8 @@ invoices = Table(
     ),
     Index(None, "organization_id", "subscription_id", "closes_at"),
     Index(None, "organization_id", "customer_id"),
+    # Listing an organization's invoices in billing order, a page at a time.
+    Index(None, "organization_id", "closes_at", "id"),
     # One invoice per (subscription, period), one opening invoice per subscription: what makes
     # a billing run safe to repeat and to run from several processes at once.
     Index(

@@ -394,6 +394,11 @@ def upgrade() -> None:
             unique=False,
         )
         batch_op.create_index(
+            batch_op.f("ix_invoices_organization_id_closes_at_id"),
+            ["organization_id", "closes_at", "id"],
+            unique=False,
+        )
+        batch_op.create_index(
             "uq_invoices_period",
             ["organization_id", "subscription_id", "period_start"],
             unique=True,
@@ -540,6 +545,7 @@ def downgrade() -> None:
             sqlite_where=sa.text("kind = 'period'"),
             postgresql_where=sa.text("kind = 'period'"),
         )
+        batch_op.drop_index(batch_op.f("ix_invoices_organization_id_closes_at_id"))
         batch_op.drop_index(batch_op.f("ix_invoices_organization_id_customer_id"))
         batch_op.drop_index(batch_op.f("ix_invoices_organization_id_subscription_id_closes_at"))
 
