@@ -79,7 +79,7 @@ def _reads(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str:
         result = reads.run(dialect, workdir, options)
         print(
             f"  filled {result['events_stored']} events at {result['fill_events_per_s']}/s; "
-            f"{result['verified']}",
+            f"{result['verified']}; server idle {result['settled_after_fill_s']} s later",
             file=sys.stderr,
         )
         runs.append(result)

@@ -62,6 +62,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_idle(
+    pid: int, *, below: float = 0.05, window_s: float = 1.0, limit_s: float = 300.0
+) -> float:
+    """Wait until the process uses under `below` of a core over `window_s`; seconds waited.
+
+    After a fill the server still works (billing views are rebuilt once writes stop): a read
+    measured then would measure that work too.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        before = cpu_seconds(pid)
+        time.sleep(window_s)
+        if cpu_seconds(pid) - before < below * window_s:
+            break
+    return time.monotonic() - started
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     if not values:
         return float("nan")

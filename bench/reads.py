@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.databases import fresh_database
-from bench.load import BatchClient, run_batches, run_requests
+from bench.load import BatchClient, run_batches, run_requests, wait_idle
 from bench.server import ServerProcess
 from bench.single import summary
 from bench.tenant import build_tenant
@@ -57,6 +57,7 @@ def run(dialect: str, workdir: Path, options: ReadsOptions) -> dict[str, Any]:
                 f"{filled.result.failures[:3]}"
             )
         verified = verify(dialect, url, tenant, expected_of(fill), ledger=False)
+        settled_s = wait_idle(server.pid)
         loads = []
         for processes, connections in options.loads:
             common: dict[str, Any] = {
@@ -91,6 +92,8 @@ def run(dialect: str, workdir: Path, options: ReadsOptions) -> dict[str, Any]:
         "fill_seconds": round(filled.seconds, 1),
         "fill_events_per_s": round(options.events / filled.seconds),
         "verified": verified.summary(),
+        # How long the server kept working after the fill (and its check) before going idle.
+        "settled_after_fill_s": round(settled_s, 1),
         "loads": loads,
         "server_peak_rss_mib": round(peak_rss_kib / 1024, 1),
     }
