@@ -62,8 +62,14 @@ class BodyLimit:
         await self.app(scope, limited_receive, send)
 
 
-def build_context(settings: Settings, clock: Clock) -> AppContext:
-    db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+def write_path(
+    db: Database, clock: Clock, settings: Settings
+) -> tuple[LedgerWriter, UsageService, BillingService]:
+    """The ledger writer and usage service with billing's hooks installed.
+
+    Every process that writes usage (the server, the CLI) builds them here, so no writer can
+    miss the hooks that notice late usage and schedule billing-view rebuilds.
+    """
     writer = LedgerWriter(
         db,
         clock,
@@ -73,6 +79,12 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
     usage = UsageService(db, writer, clock, settings)
     billing_service = BillingService(db, clock, settings)
     billing_service.install(writer, usage)
+    return writer, usage, billing_service
+
+
+def build_context(settings: Settings, clock: Clock) -> AppContext:
+    db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    writer, usage, billing_service = write_path(db, clock, settings)
     return AppContext(
         settings=settings,
         clock=clock,

@@ -270,13 +270,12 @@ def invoices_explain(
 @app.command()
 def demo(db: DbOption = None) -> None:
     """Fill a database with a demo organization and a month of usage."""
+    from meterworks.app import write_path
     from meterworks.catalog.meters import create_meter
     from meterworks.catalog.plans import create_plan
     from meterworks.customers.service import create_customer
     from meterworks.subscriptions.service import create_subscription
     from meterworks.tenancy.service import create_api_key, ensure_organization
-    from meterworks.usage.service import UsageService
-    from meterworks.usage.writer import LedgerWriter
 
     settings = _settings(db)
     clock = SystemClock()
@@ -328,10 +327,9 @@ def demo(db: DbOption = None) -> None:
                         now=now,
                     )
                 )
-        writer = LedgerWriter(database, clock)
+        writer, usage, _ = write_path(database, clock, settings)
         writer.start()
         try:
-            usage = UsageService(database, writer, clock, settings)
             events: list[dict[str, Any]] = []
             for sub in subs:
                 level = rng.randint(3, 10)
