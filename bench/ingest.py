@@ -114,7 +114,9 @@ def run(dialect: str, workdir: Path, options: IngestOptions) -> dict[str, Any]:
         "dialect": dialect,
         "rows": rows,
         "verified": verified.summary(),
-        "ledger_verify_s": verified.ledger_verify_s,
+        "ledger_verify_s": (
+            None if verified.ledger_verify_s is None else round(verified.ledger_verify_s, 1)
+        ),
         "server_peak_rss_mib": round(peak_rss_kib / 1024, 1),
     }
 

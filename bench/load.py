@@ -63,12 +63,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def wait_idle(
-    pid: int, *, below: float = 0.05, window_s: float = 1.0, limit_s: float = 300.0
+    pid: int, *, below: float = 0.05, window_s: float = 3.0, limit_s: float = 300.0
 ) -> float:
     """Wait until the process uses under `below` of a core over `window_s`; seconds waited.
 
-    After a fill the server still works (billing views are rebuilt once writes stop): a read
-    measured then would measure that work too.
+    After a fill the server still works (billing views are rebuilt once no write has reached a
+    subscription for 2 s): a read measured then would measure that work too. The window is
+    longer than that debounce, or the quiet before the rebuilds would pass for idleness.
     """
     started = time.monotonic()
     while time.monotonic() - started < limit_s:

@@ -1,8 +1,9 @@
 """Reads: current-period usage of random subscriptions, with many events stored.
 
 The ledger is filled first through the batched API (5,000 events a call, from two client
-processes), then `GET /v1/subscriptions/{id}/usage` is called for random subscriptions, alone
-and from concurrent connections. The floor is `GET /healthz` from the same clients.
+processes); once the server has gone idle (it rebuilds billing views after the writes stop),
+`GET /v1/subscriptions/{id}/usage` is called for random subscriptions, alone and from
+concurrent connections. The floor is `GET /healthz` from the same clients.
 """
 
 from __future__ import annotations
