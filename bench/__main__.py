@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dialect", choices=["both", *DIALECTS], default="both")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply the event counts (0.1 for a quick smoke run)")  # fmt: skip
-    parser.add_argument("--subscriptions", type=int, default=100)
-    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--subscriptions", type=int, default=100, help="ingest: subscriptions")
+    parser.add_argument("--clients", type=int, default=4, help="ingest: client processes")
     parser.add_argument(
         "--duration", type=float, default=15.0, help="seconds per measured request load"
     )
