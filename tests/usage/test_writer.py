@@ -50,3 +50,32 @@ def test_a_stopped_writer_refuses_with_unavailable(api: Api) -> None:
     with pytest.raises(Unavailable):
         usage.record(api.org.id, batch, source="native")
     assert api.ledger_rows() == 0
+
+
+def test_a_caller_that_gives_up_before_its_turn_is_not_written_and_the_writer_lives_on(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    setup = api.metered("sum")
+    writer = LedgerWriter(api.server.db, FrozenClock(NOW))
+    usage = UsageService(api.server.db, writer, FrozenClock(NOW), api.server.settings)
+    release = threading.Event()
+    writer.start()
+    try:
+        writer.submit_job(api.org.id, lambda conn: (release.wait(30), set()))
+        monkeypatch.setattr(usage_service, "COMMIT_TIMEOUT_S", 0.2)
+        gone = [event("gone", subscription_id=setup.id, meter=setup.key("sum"), quantity=5)]
+        # The async path cancels its future on timeout while the batch still waits in line.
+        with pytest.raises(Unavailable):
+            asyncio.run(usage.record_async(api.org.id, gone, source="native"))
+        release.set()
+        monkeypatch.setattr(usage_service, "COMMIT_TIMEOUT_S", 30.0)
+        later = [event("later", subscription_id=setup.id, meter=setup.key("sum"), quantity=2)]
+        result = usage.record(api.org.id, later, source="native")
+        assert (result.accepted, result.duplicates) == (1, 0)
+    finally:
+        release.set()
+        writer.stop()
+    assert api.ledger_rows() == 1
+    assert api.quantities(setup.id) == {setup.key("sum"): "2"}

@@ -31,7 +31,14 @@ def dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, separators=(",", ":"), sort_keys=True)
 
 
-def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 10) -> Engine:
+# As many pooled connections as the server has worker threads (40), so a busy server reuses
+# connections instead of opening and closing overflow ones per request.
+POOL_SIZE = 40
+
+
+def make_engine(
+    url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = POOL_SIZE
+) -> Engine:
     url = normalize_url(url)
     if is_sqlite(url):
         engine = create_engine(
@@ -39,7 +46,7 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
             json_serializer=dumps,
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=pool_size,
-            max_overflow=20,
+            max_overflow=10,
         )
 
         @event.listens_for(engine, "connect")
@@ -68,7 +75,7 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
         url,
         json_serializer=dumps,
         pool_size=pool_size,
-        max_overflow=20,
+        max_overflow=10,
         pool_pre_ping=True,
     )
 

@@ -152,7 +152,11 @@ class LedgerWriter:
                 size += _size(item)  # type: ignore[arg-type]
             # Only wait to gather when requests are arriving together.
             self._concurrent = len(group) > 1
-            self._commit(group)
+            # A caller that gave up before its turn (a timeout, a dropped connection) is not
+            # written; from here on its future can no longer be cancelled, so every answer lands.
+            group = [item for item in group if item.future.set_running_or_notify_cancel()]
+            if group:
+                self._commit(group)
 
     def _commit(self, group: list[_Append | _Job]) -> None:
         try:
