@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Row
 
 from meterworks.catalog.meters import Aggregation, Meter
 from meterworks.db import tables as t
-from meterworks.db.dialect import excluded, insert_ignore, insert_rows, upsert
+from meterworks.db.dialect import excluded, insert_ignore, insert_rows, one_of, upsert
 from meterworks.errors import Conflict, MeterworksError
 from meterworks.subscriptions.service import Subscription
 from meterworks.usage.aggregations import ZERO, Entry, Rollup, apply, opened, recompute, to_row
@@ -81,7 +81,7 @@ def _known_hashes(conn: Connection, organization_id: str, keys: list[str]) -> di
             select(t.usage_events.c.idempotency_key, t.usage_events.c.payload_hash).where(
                 t.usage_events.c.organization_id == organization_id,
                 t.usage_events.c.revision == 0,
-                t.usage_events.c.idempotency_key.in_(part),
+                one_of(conn, t.usage_events.c.idempotency_key, part),
             )
         ):
             known[row.idempotency_key] = row.payload_hash
