@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +12,7 @@ from pydantic import BaseModel, Field
 from meterworks.api.auth import OrganizationId
 from meterworks.api.context import AppContext, Context
 from meterworks.api.jsonbody import DecimalRoute
-from meterworks.api.schemas import DecimalIn, PeriodOut
+from meterworks.api.schemas import DecimalIn, PeriodOut, instant_field
 from meterworks.billing.documents import invoice_document
 from meterworks.billing.on_demand import Adjustment, Item, issue_on_demand
 from meterworks.billing.pdf import InvoicePdf, invoice_pdf
@@ -22,7 +21,7 @@ from meterworks.billing.sending import InvoiceSender
 from meterworks.billing.service import BillingService
 from meterworks.errors import InvalidInput
 from meterworks.kit.decimals import DecimalInputError, parse_decimal
-from meterworks.kit.instants import format_instant, parse_instant
+from meterworks.kit.instants import format_instant
 
 router = APIRouter(route_class=DecimalRoute, tags=["billing"])
 
@@ -30,18 +29,6 @@ router = APIRouter(route_class=DecimalRoute, tags=["billing"])
 def billing(context: AppContext) -> BillingService:
     service: BillingService = context.extensions["billing"]
     return service
-
-
-def _instant(value: str | None, field: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_instant(value)
-    except ValueError as exc:
-        raise InvalidInput(
-            f"{field} must be an ISO-8601 timestamp",
-            details=[{"field": field, "message": "must be an ISO-8601 timestamp"}],
-        ) from exc
 
 
 class LineOut(BaseModel):
@@ -313,7 +300,7 @@ def record_payment(
             code="invalid_amount",
             details=[{"field": "amount", "message": str(exc)}],
         ) from exc
-    paid_at = _instant(body.paid_at, "paid_at")
+    paid_at = instant_field(body.paid_at, "paid_at")
     assert paid_at is not None
     invoice, recorded = billing(context).pay(
         organization_id, invoice_id, amount=amount, paid_at=paid_at, reference=body.reference
@@ -353,7 +340,7 @@ def run_billing(
     organization_id: OrganizationId, context: Context, body: RunIn | None = None
 ) -> RunOut:
     """Bill this organization now: what the scheduler does on its own, on demand. Idempotent."""
-    as_of = _instant(body.as_of if body else None, "as_of")
+    as_of = instant_field(body.as_of if body else None, "as_of")
     report = billing(context).run(as_of=as_of, organization_id=organization_id)
     return RunOut.of(report)
 

@@ -11,8 +11,9 @@ from pydantic import BaseModel, Field, Strict, StrictInt, StrictStr
 from meterworks.catalog.meters import Meter, quantity_unit
 from meterworks.catalog.plans import Plan, charge_to_json
 from meterworks.customers.service import Customer
+from meterworks.errors import InvalidInput
 from meterworks.kit.decimals import format_decimal
-from meterworks.kit.instants import format_instant, from_micros
+from meterworks.kit.instants import format_instant, from_micros, parse_instant
 from meterworks.kit.periods import Period
 from meterworks.subscriptions.service import Subscription
 from meterworks.usage.corrections import LedgerEvent
@@ -21,6 +22,19 @@ from meterworks.usage.reading import PeriodUsage
 # Anything a client may send as a decimal: a string or a JSON number (parsed exactly). Strict, so
 # that pydantic does not take `true` for the number 1.
 DecimalIn = Annotated[Decimal, Strict()] | StrictInt | StrictStr
+
+
+def instant_field(value: str | None, field: str) -> datetime | None:
+    """A client's ISO-8601 field (no offset means UTC); a malformed one is invalid input."""
+    if value is None:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{field} must be an ISO-8601 timestamp",
+            details=[{"field": field, "message": "must be an ISO-8601 timestamp"}],
+        ) from exc
 
 
 def dec(value: Decimal | None) -> str | None:

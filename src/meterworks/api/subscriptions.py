@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -11,25 +10,11 @@ from pydantic import BaseModel, Field
 from meterworks.api.auth import OrganizationId
 from meterworks.api.context import Context
 from meterworks.api.jsonbody import DecimalRoute
-from meterworks.api.schemas import SubscriptionOut, UsageOut
-from meterworks.errors import InvalidInput
-from meterworks.kit.instants import parse_instant
+from meterworks.api.schemas import SubscriptionOut, UsageOut, instant_field
 from meterworks.subscriptions import service
 from meterworks.usage.reading import usage_for_period
 
 router = APIRouter(route_class=DecimalRoute, tags=["subscriptions"])
-
-
-def _instant(value: str | None, field: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_instant(value)
-    except ValueError as exc:
-        raise InvalidInput(
-            f"{field} must be an ISO-8601 timestamp",
-            details=[{"field": field, "message": "must be an ISO-8601 timestamp"}],
-        ) from exc
 
 
 class SubscriptionIn(BaseModel):
@@ -50,7 +35,7 @@ class SubscriptionList(BaseModel):
 def create_subscription(
     body: SubscriptionIn, organization_id: OrganizationId, context: Context
 ) -> SubscriptionOut:
-    starts_at = _instant(body.starts_at, "starts_at")
+    starts_at = instant_field(body.starts_at, "starts_at")
     assert starts_at is not None
     now = context.clock.now()
     with context.db.transaction() as conn:
@@ -60,8 +45,8 @@ def create_subscription(
             customer_id=body.customer_id,
             plan_id=body.plan_id,
             starts_at=starts_at,
-            ends_at=_instant(body.ends_at, "ends_at"),
-            billing_anchor=_instant(body.billing_anchor, "billing_anchor"),
+            ends_at=instant_field(body.ends_at, "ends_at"),
+            billing_anchor=instant_field(body.billing_anchor, "billing_anchor"),
             metadata=body.metadata,
             now=now,
         )
@@ -107,7 +92,7 @@ def cancel_subscription(
     body: CancelIn | None = None,
 ) -> SubscriptionOut:
     now = context.clock.now()
-    at = _instant(body.at if body else None, "at")
+    at = instant_field(body.at if body else None, "at")
     with context.db.transaction() as conn:
         sub = service.cancel_subscription(conn, organization_id, subscription_id, at=at, now=now)
     return SubscriptionOut.of(sub, now)
@@ -121,7 +106,7 @@ def get_usage(
     at: str | None = Query(None, description="an instant in the period wanted; default now"),
 ) -> UsageOut:
     now = context.clock.now()
-    instant = _instant(at, "at") or now
+    instant = instant_field(at, "at") or now
     with context.db.read() as conn:
         sub = service.get_subscription(conn, organization_id, subscription_id)
         usage = usage_for_period(conn, organization_id, sub, sub.period_at(instant), now=now)

@@ -311,7 +311,7 @@ def insert_draft(
 
 
 def line_row(
-    organization_id: str, invoice_id: str, subscription_id: str, position: int, line: Line
+    organization_id: str, invoice_id: str, subscription_id: str | None, position: int, line: Line
 ) -> dict[str, Any]:
     return {
         "organization_id": organization_id,
@@ -404,23 +404,7 @@ def insert_issued(
         conn.execute(
             t.invoice_lines.insert(),
             [
-                {
-                    "organization_id": organization_id,
-                    "invoice_id": invoice_id,
-                    "position": position,
-                    "subscription_id": None,
-                    "type": line.type.value,
-                    "charge_ref": line.charge_ref,
-                    "service_start": line.service.start,
-                    "service_end": line.service.end,
-                    "description": line.description[:500],
-                    "meter_id": line.meter_id,
-                    "quantity": line.quantity,
-                    "unit_price": line.unit_price,
-                    "exact_amount": line.exact_amount,
-                    "amount_minor": line.amount_minor,
-                    "details": line.details,
-                }
+                line_row(organization_id, invoice_id, None, position, line)
                 for position, line in enumerate(lines, start=1)
             ],
         )
