@@ -15,12 +15,7 @@ from meterworks.config import Settings
 from meterworks.db.engine import Database
 from meterworks.db.migrate import upgrade
 from meterworks.kit.clock import FrozenClock
-from tests.support.databases import (
-    DIALECTS,
-    postgres_server_url,
-    scratch_postgres_database,
-    sqlite_url,
-)
+from tests.support.databases import DIALECTS, empty_database
 from tests.support.server import TEST_EPOCH, RunningServer, serve
 from tests.support.tenancy import IsolatedOrganization, new_organization
 
@@ -30,10 +25,7 @@ def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """The URL of an empty database, new for this session, of each dialect in turn."""
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path_factory.mktemp("sqlite"))
-        return
-    with scratch_postgres_database(postgres_server_url()) as url:
+    with empty_database(request.param, tmp_path_factory.mktemp("sqlite")) as url:
         yield url
 
 

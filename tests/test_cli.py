@@ -17,12 +17,7 @@ from meterworks.config import Settings
 from meterworks.db import tables as t
 from meterworks.db.engine import Database
 from meterworks.kit.clock import FrozenClock
-from tests.support.databases import (
-    DIALECTS,
-    postgres_server_url,
-    scratch_postgres_database,
-    sqlite_url,
-)
+from tests.support.databases import DIALECTS, empty_database
 from tests.support.server import RunningServer, serve
 
 
@@ -31,10 +26,7 @@ def cli_database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A database of this module's own: the CLI migrates it, and one test corrupts it."""
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path_factory.mktemp("cli"))
-        return
-    with scratch_postgres_database(postgres_server_url()) as url:
+    with empty_database(request.param, tmp_path_factory.mktemp("cli")) as url:
         yield url
 
 

@@ -15,22 +15,13 @@ from sqlalchemy import inspect
 from meterworks.db.engine import Database
 from meterworks.db.migrate import alembic_config, current_revision, upgrade
 from meterworks.db.tables import metadata
-from tests.support.databases import (
-    DIALECTS,
-    postgres_server_url,
-    scratch_postgres_database,
-    sqlite_url,
-)
+from tests.support.databases import DIALECTS
+from tests.support.databases import empty_database as new_database
 
 
 @pytest.fixture(params=DIALECTS, ids=DIALECTS)
 def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        db = Database(sqlite_url(tmp_path))
-        yield db
-        db.dispose()
-        return
-    with scratch_postgres_database(postgres_server_url()) as url:
+    with new_database(request.param, tmp_path) as url:
         db = Database(url)
         yield db
         db.dispose()

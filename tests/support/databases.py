@@ -60,3 +60,14 @@ def scratch_postgres_database(server_url: str) -> Iterator[str]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@contextmanager
+def empty_database(dialect: str, directory: Path) -> Iterator[str]:
+    """The URL of a new, empty database of `dialect`: a SQLite file in `directory`, or a scratch
+    database on the test PostgreSQL server, dropped afterwards."""
+    if dialect == "sqlite":
+        yield sqlite_url(directory)
+        return
+    with scratch_postgres_database(postgres_server_url()) as url:
+        yield url
