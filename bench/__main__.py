@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, machine, reads, report, single
+from bench import ingest, invoice, machine, reads, report, single
 from bench.databases import DIALECTS, NoPostgres, postgres_server_url
 
 
@@ -32,7 +32,7 @@ def _dialects(wanted: str) -> list[str]:
 def _ingest(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str:
     scale = args.scale
     options = ingest.IngestOptions(
-        subscriptions=args.subscriptions,
+        subscriptions=args.subscriptions or 100,
         clients=args.clients,
         small_events=int(100_000 * scale),
         large_events=int(100_000 * scale),
@@ -88,10 +88,29 @@ def _reads(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str:
     return table
 
 
+def _invoice(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str:
+    options = invoice.InvoiceOptions(
+        subscriptions=args.subscriptions or 100_000,
+        events_per_subscription=args.events_per_subscription,
+        profile=args.profile,
+    )
+    runs = []
+    for dialect in dialects:
+        print(f"invoice run on {dialect}: {options}", file=sys.stderr)
+        result = invoice.run(dialect, workdir, options)
+        print(f"  {result['verified']}", file=sys.stderr)
+        runs.append(result)
+    rows = [row for run in runs for row in invoice.table_rows(run)]
+    table = report.markdown(invoice.COLUMNS, rows)
+    _save("invoice", {"options": asdict(options), "runs": runs, "table": table})
+    return table
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace, list[str], Path], str]] = {
     "ingest": _ingest,
     "single": _single,
     "reads": _reads,
+    "invoice": _invoice,
 }
 
 
@@ -107,7 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dialect", choices=["both", *DIALECTS], default="both")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply the event counts (0.1 for a quick smoke run)")  # fmt: skip
-    parser.add_argument("--subscriptions", type=int, default=100, help="ingest: subscriptions")
+    parser.add_argument(
+        "--subscriptions", type=int, help="subscriptions (default: ingest 100, invoice 100,000)"
+    )
+    parser.add_argument(
+        "--events-per-subscription", type=int, default=6,
+        help="invoice: events per subscription in the closed period (a multiple of 3)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="invoice: run the billing run under py-spy (bench/results/profile-invoice-*.txt)",
+    )  # fmt: skip
     parser.add_argument("--clients", type=int, default=4, help="ingest: client processes")
     parser.add_argument(
         "--duration", type=float, default=15.0, help="seconds per measured request load"
