@@ -128,3 +128,24 @@ def test_keys_are_per_organization(api: Api) -> None:
         assert result == {"accepted": 1, "duplicates": 0}
         assert other.quantities(theirs.id) == {theirs.key("sum"): "7"}
     assert api.quantities(setup.id) == {setup.key("sum"): "1"}
+
+
+def test_properties_are_stored_as_sent_whatever_characters_they_hold(api: Api) -> None:
+    # The ledger's rows go to the database in bulk (COPY on PostgreSQL), whose text format
+    # escapes tabs, newlines and backslashes: each must come back exactly as sent.
+    setup = api.metered("sum")
+    properties = {
+        "path": "C:\\temp\\new",
+        "tab": "a\tb",
+        "lines": "one\ntwo\r\n",
+        "quote": 'say "hi"',
+        "text": "zażółć ☃ \\u0041",
+        "nested": {"list": [1, "x", None, True], "empty": {}},
+    }
+    sent = [event("p", subscription_id=setup.id, meter=setup.key("sum"), quantity=2,
+                  properties=properties)]  # fmt: skip
+    assert api.record(sent) == {"accepted": 1, "duplicates": 0}
+    assert api.record(sent) == {"accepted": 0, "duplicates": 1}
+    amended = api.client.patch("/v1/events/p", json={"quantity": "3"})
+    assert amended.status_code == 200, amended.text
+    assert amended.json()["properties"] == properties

@@ -72,18 +72,27 @@ def try_advisory_lock(conn: Connection, key: int) -> bool | None:
 
 
 def insert_rows(
-    conn: Connection, table: Table, columns: list[str], rows: list[tuple[Any, ...]]
+    conn: Connection,
+    table: Table,
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+    *,
+    json_text: frozenset[str] = frozenset(),
 ) -> None:
-    """A plain multi-row INSERT straight through the driver's executemany.
+    """A plain multi-row INSERT straight through the driver: `executemany`, or COPY on PostgreSQL.
 
     The hot path of ingestion: SQLAlchemy's per-row parameter compilation costs more than the
     database's own work, so values are only passed through each column type's bind processor.
+    Columns named in `json_text` already hold the JSON column's text and are passed as they are.
     """
     if not rows:
         return
     dialect = conn.dialect
     processors = [
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+        None
+        if name in json_text
+        else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        for name in columns
     ]
     active = [(i, p) for i, p in enumerate(processors) if p is not None]
     if active:
@@ -96,8 +105,28 @@ def insert_rows(
                     values[i] = process(values[i])
             converted.append(tuple(values))
         rows = converted
-    marker = "?" if dialect.paramstyle == "qmark" else "%s"
     quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in columns)
-    placeholders = ", ".join([marker] * len(columns))
+    if dialect.name == "postgresql":
+        _copy_rows(conn, f"COPY {table.name} ({quoted}) FROM STDIN", rows)
+        return
+    placeholders = ", ".join(["?"] * len(columns))
     statement = f"INSERT INTO {table.name} ({quoted}) VALUES ({placeholders})"
     conn.exec_driver_sql(statement, rows)
+
+
+def _copy_rows(conn: Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    """COPY in the connection's transaction: the fastest way PostgreSQL takes many rows."""
+    import psycopg
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.errors.IntegrityError as exc:
+        # Seen by callers as the same error an INSERT raises through SQLAlchemy.
+        raise IntegrityError(statement, None, exc) from exc
+    except psycopg.OperationalError as exc:
+        raise OperationalError(statement, None, exc) from exc

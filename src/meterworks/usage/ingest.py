@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from meterworks.catalog.meters import Aggregation, Meter, meters_by_ref
 from meterworks.db import tables as t
+from meterworks.db.engine import dumps as stored_json
 from meterworks.errors import InvalidInput
 from meterworks.kit.decimals import DecimalInputError, format_decimal, parse_decimal
 from meterworks.kit.instants import parse_instant, to_micros
@@ -46,6 +47,8 @@ class NewEvent:
     properties: dict[str, Any] | None
     source: str
     payload_hash: str
+    # `properties` as the ledger stores it (the JSON column's text), encoded once on the way in.
+    properties_json: str | None = None
 
     @property
     def unique_value(self) -> str | None:
@@ -71,26 +74,44 @@ def property_value(properties: dict[str, Any] | None, name: str) -> str | None:
     return str(value)[:255]
 
 
+def _strict(value: Any) -> Any:
+    raise TypeError(type(value).__name__)
+
+
+def _hash_default(value: Any) -> Any:
+    return format_decimal(value) if isinstance(value, Decimal) else str(value)
+
+
+def encode_properties(properties: dict[str, Any]) -> tuple[str, str]:
+    """(the ledger's JSON text of `properties`, their canonical text for the payload hash).
+
+    One encoding serves both, and the size check, unless a value is a decimal number: the
+    ledger keeps its digits as sent (db/engine.py), the hash normalises them (1.50 is 1.5).
+    """
+    try:
+        text = json.dumps(properties, sort_keys=True, separators=(",", ":"), default=_strict)
+    except TypeError:
+        hashed = json.dumps(
+            properties, sort_keys=True, separators=(",", ":"), default=_hash_default
+        )
+        return stored_json(properties), hashed
+    return text, text
+
+
 def payload_hash(
     subscription_id: str,
     meter_id: str,
     ts_us: int,
     operation: str,
     quantity: Decimal,
-    properties: dict[str, Any] | None,
+    properties_text: str | None,
 ) -> str:
-    # Ids are generated (no separator inside), so only the trailing properties are free text;
-    # JSON is built only when there are properties: this runs once per event on the hot path.
+    # Ids are generated (no separator inside), so only the trailing properties are free text.
     canonical = (
         f"{subscription_id}\x1f{meter_id}\x1f{ts_us}\x1f{operation}\x1f{format_decimal(quantity)}"
     )
-    if properties:
-        canonical += "\x1f" + json.dumps(
-            properties,
-            sort_keys=True,
-            separators=(",", ":"),
-            default=lambda v: format_decimal(v) if isinstance(v, Decimal) else str(v),
-        )
+    if properties_text is not None and properties_text != "{}":
+        canonical += "\x1f" + properties_text
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
 
 
@@ -111,6 +132,8 @@ class _Draft:
     operation: str
     quantity: Decimal | None
     properties: dict[str, Any] | None
+    properties_json: str | None
+    properties_hashed: str | None
     subscription_id: str | None
     customer_id: str | None
     external_customer_id: str | None
@@ -140,11 +163,16 @@ def _parse_one(index: int, raw: Any, errors: _Errors) -> _Draft | None:
     meter_ref = raw.get("meter")
     if not isinstance(meter_ref, str) or not meter_ref:
         errors.add(index, "meter", "missing_field", "meter (id or key) is required")
-    targets = [
-        name
-        for name in ("subscription_id", "customer_id", "external_customer_id")
-        if raw.get(name) is not None
-    ]
+    subscription_id = raw.get("subscription_id")
+    customer_id = raw.get("customer_id")
+    external_customer_id = raw.get("external_customer_id")
+    targets = []
+    if subscription_id is not None:
+        targets.append("subscription_id")
+    if customer_id is not None:
+        targets.append("customer_id")
+    if external_customer_id is not None:
+        targets.append("external_customer_id")
     if len(targets) != 1:
         errors.add(
             index,
@@ -176,12 +204,16 @@ def _parse_one(index: int, raw: Any, errors: _Errors) -> _Draft | None:
         except DecimalInputError as exc:
             errors.add(index, "quantity", "invalid_quantity", f"quantity {exc}")
     properties = raw.get("properties")
+    properties_json: str | None = None
+    properties_hashed: str | None = None
     if properties is not None:
         if not isinstance(properties, dict):
             errors.add(index, "properties", "invalid_field", "properties must be an object")
             properties = None
-        elif len(json.dumps(properties, default=str)) > MAX_PROPERTIES_BYTES:
-            errors.add(index, "properties", "properties_too_large", "properties exceed 16 KiB")
+        else:
+            properties_json, properties_hashed = encode_properties(properties)
+            if len(properties_json) > MAX_PROPERTIES_BYTES:
+                errors.add(index, "properties", "properties_too_large", "properties exceed 16 KiB")
     if len(errors.items) > before:
         return None
     assert isinstance(key, str)
@@ -195,8 +227,12 @@ def _parse_one(index: int, raw: Any, errors: _Errors) -> _Draft | None:
         operation=str(operation),
         quantity=quantity,
         properties=properties,
-        subscription_id=_text(raw, "subscription_id"),
-        customer_id=_text(raw, "customer_id"),
+        properties_json=properties_json,
+        properties_hashed=properties_hashed,
+        subscription_id=subscription_id
+        if type(subscription_id) is str
+        else _text(raw, "subscription_id"),
+        customer_id=customer_id if type(customer_id) is str else _text(raw, "customer_id"),
         external_customer_id=_text(raw, "external_customer_id"),
     )
 
@@ -383,8 +419,9 @@ def prepare_batch(
                 properties=d.properties,
                 source=source,
                 payload_hash=payload_hash(
-                    sub.id, meter.id, ts_us, d.operation, quantity, d.properties
+                    sub.id, meter.id, ts_us, d.operation, quantity, d.properties_hashed
                 ),
+                properties_json=d.properties_json,
             )
         )
     if errors.items:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Row
 from meterworks.catalog.meters import Aggregation, Meter
 from meterworks.db import tables as t
 from meterworks.db.dialect import excluded, insert_ignore, insert_rows, one_of, upsert
+from meterworks.db.engine import dumps as stored_json
 from meterworks.errors import Conflict, MeterworksError
 from meterworks.subscriptions.service import Subscription
 from meterworks.usage.aggregations import ZERO, Entry, Rollup, apply, opened, recompute, to_row
@@ -33,6 +34,15 @@ _EVENT_COLUMNS = [
     "meter_id", "ts_us", "operation", "quantity", "properties", "source", "received_at_us",
     "payload_hash",
 ]  # fmt: skip
+
+
+_JSON_TEXT = frozenset({"properties"})
+
+
+def _properties_text(event: NewEvent) -> str | None:
+    if event.properties_json is not None or event.properties is None:
+        return event.properties_json
+    return stored_json(event.properties)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +162,12 @@ def append(
             [
                 (
                     organization_id, seq, e.idempotency_key, 0, "event", e.subscription.id,
-                    e.meter.id, e.ts_us, e.operation, e.quantity, e.properties, e.source,
-                    received_at_us, e.payload_hash,
+                    e.meter.id, e.ts_us, e.operation, e.quantity, _properties_text(e),
+                    e.source, received_at_us, e.payload_hash,
                 )
                 for e, seq in fresh
             ],
+            json_text=_JSON_TEXT,
         )  # fmt: skip
         advance_sequence(conn, organization_id, next_seq)
         update_rollups(conn, organization_id, fresh)
