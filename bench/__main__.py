@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -144,11 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--read-events", type=int, default=100_000, help="events stored before the reads"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="server processes (`meterworks serve --workers`; default: one per core)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args(argv)
     names = args.names or list(BENCHMARKS)
+    # Read by the server's settings (bench/server.py passes the environment on).
+    os.environ["METERWORKS_WORKERS"] = str(args.workers)
     dialects = _dialects(args.dialect)
-    _machine.update(machine.describe())
+    _machine.update(machine.describe(), server_workers=args.workers)
     print(f"machine: {machine.one_line(_machine)}", file=sys.stderr)
     workdir = Path(tempfile.mkdtemp(prefix="meterworks-bench-"))
     started = time.monotonic()

@@ -13,6 +13,8 @@ from types import TracebackType
 
 import httpx
 
+from bench.load import process_tree
+
 STARTUP_SECONDS = 60.0
 
 
@@ -48,6 +50,17 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def _status_kib(pid: int, field: str) -> int:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except FileNotFoundError:
+        return 0  # gone since it was listed
+    for line in lines:
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return 0
 
 
 class ServerProcess:
@@ -108,17 +121,11 @@ class ServerProcess:
         return False
 
     def peak_rss_kib(self) -> int:
-        """The server's peak resident memory so far (VmHWM), in KiB."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        raise RuntimeError("VmHWM not found")
+        """The server's peak resident memory so far (VmHWM), in KiB, summed over its processes."""
+        return sum(_status_kib(pid, "VmHWM") for pid in process_tree(self.pid))
 
     def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("VmRSS not found")
+        return sum(_status_kib(pid, "VmRSS") for pid in process_tree(self.pid))
 
     def _stop(self) -> None:
         process, self._process = self._process, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 from collections.abc import Iterator
@@ -78,21 +79,53 @@ def serve(
     host: Annotated[str | None, typer.Option(help="interface to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port (default 8080)")] = None,
     db: DbOption = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="server processes, e.g. one per core (default 1)", min=1, max=64),
+    ] = None,
 ) -> None:
     """Run the API (and the billing scheduler)."""
     import uvicorn
 
     from meterworks.app import create_app
 
-    settings = _settings(db).with_overrides(host=host, port=port)
-    application = create_app(settings)
+    settings = _settings(db).with_overrides(host=host, port=port, workers=workers)
     base = f"http://{settings.host}:{settings.port}"
     err.print(f"[bold]meterworks[/bold] listening on [cyan]{base}[/cyan]")
     err.print(f"  database: {_where(settings.database_url)}")
     err.print(f"  API docs: {base}/docs   health: {base}/healthz")
     db_flag = "" if db is None else f" --db '{db}'"
     err.print(f"  get a key: [green]meterworks keys create --org 'My company'{db_flag}[/green]")
+    if settings.workers > 1:
+        err.print(f"  processes: {settings.workers}, one writer each, over the same database")
+        # Migrate once, here, before the processes start; each then finds the schema current.
+        with _database(settings):
+            pass
+        # The processes are spawned and build their app from the environment: pass what this
+        # command was told on its command line there too.
+        os.environ.update(
+            METERWORKS_DATABASE_URL=settings.database_url,
+            METERWORKS_HOST=settings.host,
+            METERWORKS_PORT=str(settings.port),
+        )
+        uvicorn.run(
+            "meterworks.cli:application_from_environment",
+            factory=True,
+            workers=settings.workers,
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+        )
+        return
+    application = create_app(settings)
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
+
+
+def application_from_environment() -> Any:
+    """The app of one server process started by `serve --workers N`."""
+    from meterworks.app import create_app
+
+    return create_app(load_settings())
 
 
 @app.command()

@@ -14,6 +14,9 @@ class Settings:
     database_url: str = DEFAULT_SQLITE_URL
     host: str = "127.0.0.1"
     port: int = 8080
+    # Server processes `meterworks serve` runs (each with its own group-committing writer over
+    # the same database); one per core uses the machine. See README "Running on more cores".
+    workers: int = 1
     # Largest request body accepted, in bytes (10,000 events fit comfortably).
     max_body_bytes: int = 8 * 1024 * 1024
     max_events_per_batch: int = 10_000
@@ -100,6 +103,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         "smtp_starttls": _bool,
         "public_base_url": str,
         "invoice_link_seconds": int,
+        "workers": int,
     }
     for name, cast in casts.items():
         raw = env.get(f"METERWORKS_{name.upper()}")
