@@ -111,6 +111,7 @@ def test_format_then_parse_round_trips(value: Decimal) -> None:
     text = format_decimal(value)
     assert "E" not in text
     assert "e" not in text
+    assert not ("." in text and text.endswith(("0", ".")))
     assert parse_decimal(text) == value
     assert parse_decimal(value) == value
 

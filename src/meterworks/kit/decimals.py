@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 # A quantity may carry up to this many significant digits; more is refused, not rounded.
@@ -52,9 +52,10 @@ def parse_decimal(value: Any) -> Decimal:
 
 def format_decimal(value: Decimal) -> str:
     """Plain notation without trailing zeros: Decimal('30.0') -> '30', Decimal('1E+3') -> '1000'."""
-    if value == 0:
+    if not value:
         return "0"
-    with localcontext() as ctx:
-        ctx.prec = 80
-        normalized = value.normalize()
-    return f"{normalized:f}"
+    # Plain notation is exact whatever the context; only zeros after the point go.
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
