@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -15,8 +15,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from meterworks.db.dialect import is_sqlite, normalize_url
 from meterworks.errors import Conflict, Unavailable
-
-READ_ONLY = "meterworks_read_only"
 
 
 def _json_default(value: Any) -> Any:
@@ -36,9 +34,24 @@ def dumps(value: Any) -> str:
 POOL_SIZE = 40
 
 
+def _begin_with(statement: str) -> Callable[[Any], None]:
+    def do_begin(dbapi_connection: Any) -> None:
+        # Straight to the driver: a `begin` event listener would cost a full statement execution
+        # per transaction, and any connection-event listener makes SQLAlchemy dispatch events
+        # around every statement of the engine.
+        dbapi_connection.execute(statement)
+
+    return do_begin
+
+
 def make_engine(
-    url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = POOL_SIZE
+    url: str,
+    *,
+    sqlite_synchronous: str = "FULL",
+    pool_size: int = POOL_SIZE,
+    read_only: bool = False,
 ) -> Engine:
+    """An engine; on SQLite, `read_only` ones begin with a plain BEGIN, others BEGIN IMMEDIATE."""
     url = normalize_url(url)
     if is_sqlite(url):
         engine = create_engine(
@@ -61,15 +74,11 @@ def make_engine(
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn: Connection) -> None:
-            # IMMEDIATE takes the write lock up front, so a read-then-write transaction cannot
-            # fail half-way with SQLITE_BUSY on lock upgrade; reads take no lock at all.
-            if conn.get_execution_options().get(READ_ONLY):
-                conn.exec_driver_sql("BEGIN")
-            else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-
+        # IMMEDIATE takes the write lock up front, so a read-then-write transaction cannot fail
+        # half-way with SQLITE_BUSY on lock upgrade; reads take no lock at all.
+        setattr(  # noqa: B010 - this engine's own dialect instance, not the class
+            engine.dialect, "do_begin", _begin_with("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        )
         return engine
     return create_engine(
         url,
@@ -77,6 +86,10 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=10,
         pool_pre_ping=True,
+        # Plan every execution of a prepared statement for its parameters and the tables as
+        # they are now: a generic plan made while the ledger was small (a seq scan) would be
+        # kept while it grows, and turn a dedupe probe into a scan of the whole ledger.
+        connect_args={"options": "-c plan_cache_mode=force_custom_plan"},
     )
 
 
@@ -86,6 +99,13 @@ class Database:
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url, sqlite_synchronous=sqlite_synchronous)
+        # SQLite: reads come from connections of their own, which begin without taking the write
+        # lock. PostgreSQL: one engine; a read is a transaction like any other.
+        self._read_engine = (
+            make_engine(self.url, sqlite_synchronous=sqlite_synchronous, read_only=True)
+            if is_sqlite(self.url)
+            else self.engine
+        )
 
     @property
     def dialect(self) -> str:
@@ -115,12 +135,12 @@ class Database:
     def read(self) -> Iterator[Connection]:
         """A read-only unit of work (no write lock taken on SQLite)."""
         try:
-            with self.engine.connect() as raw:
-                conn = raw.execution_options(**{READ_ONLY: True})
-                with conn.begin():
-                    yield conn
+            with self._read_engine.connect() as conn, conn.begin():
+                yield conn
         except OperationalError as exc:
             raise Unavailable("the database is not available, retry later") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._read_engine is not self.engine:
+            self._read_engine.dispose()
