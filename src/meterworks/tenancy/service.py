@@ -161,30 +161,74 @@ def verify_partner_key(conn: Connection, organization_id: str, partner_key: str)
 
 
 class Authenticator:
-    """Token → organization id, with a short in-process cache of verified tokens.
+    """Credentials → ids, with a short in-process cache of verified credentials.
 
-    Shared by the native API and every facade: one auth store for all transports.
+    Shared by the native API and every facade: one auth store for all transports. Only
+    successful verifications are cached, keyed on a hash of what was presented, for `ttl_seconds`
+    (`auth_cache_seconds`); a failed one is checked against the database every time. The cached
+    lookups take no database connection, so a request whose credentials were verified moments
+    ago is authenticated on the event loop, without a hop to a worker thread.
     """
+
+    MAX_ENTRIES = 10_000
 
     def __init__(self, ttl_seconds: float) -> None:
         self._ttl = ttl_seconds
         self._cache: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
+    def _get(self, cache_key: str) -> str | None:
+        hit = self._cache.get(cache_key)
+        if hit is None or hit[1] <= time.monotonic():
+            return None
+        return hit[0]
+
+    def _put(self, cache_key: str, value: str, verified_at: float) -> None:
+        with self._lock:
+            if len(self._cache) > self.MAX_ENTRIES:
+                self._cache.clear()
+            self._cache[cache_key] = (value, verified_at + self._ttl)
+
+    def cached(self, token: str) -> str | None:
+        """The organization of a token verified less than `ttl_seconds` ago, else None."""
+        return self._get(_hash(token))
+
     def organization_for(
         self, conn_factory: Callable[[], AbstractContextManager[Connection]], token: str
     ) -> str:
         key_id, secret = split_token(token)
         cache_key = _hash(token)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(cache_key)
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        hit = self._get(cache_key)
+        if hit is not None:
+            return hit
+        verified_at = time.monotonic()
         with conn_factory() as conn:
             organization_id = verify_key(conn, key_id, secret)
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[cache_key] = (organization_id, now + self._ttl)
+        self._put(cache_key, organization_id, verified_at)
         return organization_id
+
+    @staticmethod
+    def _partner_cache_key(organization_id: str, partner_key: str) -> str:
+        # A prefix no token hash can have: partner keys and API tokens never share an entry.
+        return f"partner:{organization_id}:{_hash(partner_key)}"
+
+    def cached_partner(self, organization_id: str, partner_key: str) -> str | None:
+        """The partner id of a partner key verified less than `ttl_seconds` ago, else None."""
+        return self._get(self._partner_cache_key(organization_id, partner_key))
+
+    def partner_for(
+        self,
+        conn_factory: Callable[[], AbstractContextManager[Connection]],
+        organization_id: str,
+        partner_key: str,
+    ) -> str:
+        """The partner id of this organization's partner key, or Unauthorized."""
+        cache_key = self._partner_cache_key(organization_id, partner_key)
+        hit = self._get(cache_key)
+        if hit is not None:
+            return hit
+        verified_at = time.monotonic()
+        with conn_factory() as conn:
+            partner_id = verify_partner_key(conn, organization_id, partner_key)
+        self._put(cache_key, partner_id, verified_at)
+        return partner_id

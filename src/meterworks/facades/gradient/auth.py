@@ -7,6 +7,7 @@ before either is verified, so a burst is refused without touching the database.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from dataclasses import dataclass
@@ -15,10 +16,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from meterworks.api.auth import organization_for_token
-from meterworks.api.context import Context
+from meterworks.api.context import AppContext, Context
 from meterworks.errors import RateLimited, Unauthorized
 from meterworks.facades.gradient.ratelimit import TokenBuckets
-from meterworks.tenancy.service import verify_partner_key
 
 HEADER = "gradient-token"  # Starlette headers are case-insensitive: `Gradient-Token` matches
 
@@ -51,7 +51,13 @@ def decode_token(value: str) -> tuple[str, str]:
     return api_token.strip(), partner_key.strip()
 
 
-def current_caller(request: Request, context: Context) -> Caller:
+def _verify(context: AppContext, api_token: str, partner_key: str) -> Caller:
+    organization_id = organization_for_token(context, api_token)
+    partner_id = context.authenticator.partner_for(context.db.read, organization_id, partner_key)
+    return Caller(organization_id=organization_id, partner_id=partner_id)
+
+
+async def current_caller(request: Request, context: Context) -> Caller:
     value = request.headers.get(HEADER, "").strip()
     if not value:
         raise Unauthorized("send the GRADIENT-TOKEN header", code="missing_token")
@@ -63,10 +69,15 @@ def current_caller(request: Request, context: Context) -> Caller:
             details={"retry_after": wait},
         )
     api_token, partner_key = decode_token(value)
-    organization_id = organization_for_token(context, api_token)
-    with context.db.read() as conn:
-        partner_id = verify_partner_key(conn, organization_id, partner_key)
-    return Caller(organization_id=organization_id, partner_id=partner_id)
+    # Credentials verified moments ago are answered from the auth store's cache on the event
+    # loop; anything else is checked in the database, on a worker thread.
+    authenticator = context.authenticator
+    organization_id = authenticator.cached(api_token)
+    if organization_id is not None:
+        partner_id = authenticator.cached_partner(organization_id, partner_key)
+        if partner_id is not None:
+            return Caller(organization_id=organization_id, partner_id=partner_id)
+    return await asyncio.to_thread(_verify, context, api_token, partner_key)
 
 
 GradientCaller = Annotated[Caller, Depends(current_caller)]

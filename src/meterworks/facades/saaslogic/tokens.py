@@ -7,6 +7,7 @@ times come from the injected clock, so tests can move past expiry.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +63,13 @@ class TokenService:
         self._context = context
         self._key: str | None = context.settings.token_signing_secret or None
         self._lock = threading.Lock()
+
+    @property
+    def key_loaded(self) -> bool:
+        return self._key is not None
+
+    def load_key(self) -> None:
+        self._signing_key()
 
     def _signing_key(self) -> str:
         # Read lazily: the schema is migrated when the server starts, after the app is built.
@@ -124,13 +132,18 @@ def token_service(context: AppContext) -> TokenService:
     return service
 
 
-def current_organization(
+async def current_organization(
     request: Request, context: Annotated[AppContext, Depends(get_context)]
 ) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send `Authorization: Bearer <token>` (see POST /token)")
-    return token_service(context).organization_for(token.strip())
+    service = token_service(context)
+    if not service.key_loaded:
+        # Only the first call of a process reads (or creates) the signing key in the database.
+        await asyncio.to_thread(service.load_key)
+    # Checking the signature and claims is CPU only: done in place, without a thread hop.
+    return service.organization_for(token.strip())
 
 
 OrganizationId = Annotated[str, Depends(current_organization)]

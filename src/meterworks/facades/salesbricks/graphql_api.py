@@ -34,7 +34,7 @@ from meterworks.errors import (
     Unauthorized,
     Unavailable,
 )
-from meterworks.facades.salesbricks.auth import organization_for_request
+from meterworks.facades.salesbricks.auth import organization_for_request_async
 from meterworks.facades.salesbricks.bodies import check_strings, parse_json
 from meterworks.facades.salesbricks.idempotency import (
     Claimed,
@@ -161,7 +161,7 @@ def render_result(result: ExecutionResult) -> tuple[int, dict[str, Any]]:
 
 async def usage_endpoint(request: Request) -> Response:
     context: AppContext = request.app.state.context
-    organization_id = await run_in_threadpool(organization_for_request, request, context)
+    organization_id = await organization_for_request_async(request, context)
     payload = _graphql_request(await request.body(), request.headers.get("content-type", ""))
     client_key = _client_key(request)
     store = IdempotencyStore(context.db, IDEMPOTENCY_SCOPE)

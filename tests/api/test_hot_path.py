@@ -1,0 +1,111 @@
+"""The single-request hot path: the auth cache, the units of work's BEGIN, /healthz."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from meterworks.db.engine import Database
+from meterworks.db.migrate import upgrade
+from meterworks.errors import Unauthorized
+from meterworks.tenancy.service import (
+    Authenticator,
+    create_api_key,
+    create_partner,
+    ensure_organization,
+)
+from tests.support.server import TEST_EPOCH, RunningServer
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Any:
+    db = Database(f"sqlite:///{tmp_path / 'hot.db'}")
+    upgrade(db.engine)
+    yield db
+    db.dispose()
+
+
+class CountingReads:
+    """A connection factory that counts how often the database was asked."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.calls = 0
+
+    def __call__(self) -> AbstractContextManager[Any]:
+        self.calls += 1
+        return self.db.read()
+
+
+def test_a_verified_token_is_answered_from_the_cache_until_it_expires(sqlite_db: Database) -> None:
+    with sqlite_db.transaction() as conn:
+        organization = ensure_organization(conn, "cache", TEST_EPOCH)
+        key = create_api_key(conn, organization.id, "k", TEST_EPOCH)
+    reads = CountingReads(sqlite_db)
+    authenticator = Authenticator(30.0)
+    assert authenticator.cached(key.token) is None
+    assert authenticator.organization_for(reads, key.token) == organization.id
+    assert authenticator.cached(key.token) == organization.id
+    assert authenticator.organization_for(reads, key.token) == organization.id
+    assert reads.calls == 1
+    expired = Authenticator(0.0)
+    assert expired.organization_for(reads, key.token) == organization.id
+    assert expired.cached(key.token) is None
+    assert expired.organization_for(reads, key.token) == organization.id
+    assert reads.calls == 3
+
+
+def test_a_refused_credential_is_never_cached(sqlite_db: Database) -> None:
+    with sqlite_db.transaction() as conn:
+        organization = ensure_organization(conn, "refused", TEST_EPOCH)
+        key = create_api_key(conn, organization.id, "k", TEST_EPOCH)
+        partner = create_partner(conn, organization.id, "p", TEST_EPOCH)
+    reads = CountingReads(sqlite_db)
+    authenticator = Authenticator(30.0)
+    wrong = key.token.split(".")[0] + ".wrong"
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            authenticator.organization_for(reads, wrong)
+        with pytest.raises(Unauthorized):
+            authenticator.partner_for(reads, organization.id, "pk_wrong")
+    assert reads.calls == 4
+    assert authenticator.cached(wrong) is None
+    assert authenticator.cached_partner(organization.id, "pk_wrong") is None
+    # A partner key is cached for the organization it was verified for, and only for it.
+    assert authenticator.partner_for(reads, organization.id, partner.partner_key) == partner.id
+    assert authenticator.cached_partner(organization.id, partner.partner_key) == partner.id
+    assert authenticator.cached_partner("org_other", partner.partner_key) is None
+    assert authenticator.cached(partner.partner_key) is None
+
+
+def test_on_sqlite_a_write_takes_the_lock_at_begin_and_a_read_takes_none(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(tmp_path / "hot.db", timeout=0, isolation_level=None)
+    try:
+        with sqlite_db.transaction() as conn:
+            # Nothing written yet, and the write lock is already held.
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            # Reads go on meanwhile, and hold no lock of their own.
+            with sqlite_db.read() as read:
+                assert read.execute(text("SELECT 1")).scalar_one() == 1
+            conn.execute(text("SELECT 1"))
+        with sqlite_db.read() as read:
+            other.execute("BEGIN IMMEDIATE")
+            assert read.execute(text("SELECT count(*) FROM organizations")).scalar_one() == 0
+            other.execute("ROLLBACK")
+    finally:
+        other.close()
+
+
+def test_healthz_names_the_database(server: RunningServer) -> None:
+    response = httpx.get(f"{server.base_url}/healthz", timeout=30)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": server.db.dialect}
