@@ -14,17 +14,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
-from meterworks.billing import store
+from meterworks.billing import bulk, store
 from meterworks.billing.compose import Composer, Composition, first_period, period_at
 from meterworks.billing.loader import PageLoader
 from meterworks.billing.model import InvoiceKind, InvoiceStatus
 from meterworks.billing.progress import DraftRef, Progress, marked
 from meterworks.catalog.plans import Plan
 from meterworks.db import tables as t
-from meterworks.db.dialect import insert_ignore
 from meterworks.kit.ids import new_id
 from meterworks.kit.periods import Period
 from meterworks.subscriptions.service import Subscription
@@ -91,6 +90,10 @@ class Composed:
     composition: Composition
 
 
+class BilledMeanwhile(Exception):
+    """Another run drafted invoices of this page after it was read."""
+
+
 @dataclass(slots=True)
 class PageResult:
     drafted: list[str]
@@ -148,27 +151,34 @@ def bill_page(
             log.exception("billing subscription %s failed", sub.id)
 
     drafts = [c for c in composed if not c.step.existing]
-    inserted = _insert_drafts(conn, organization_id, drafts, now)
-    # A draft another run created meanwhile: leave the subscription to the next run.
-    lost = {c.sub.id for c in drafts if c.step.id not in inserted}
-    composed = [c for c in composed if c.sub.id not in lost]
-    result.drafted = [c.step.id for c in drafts if c.step.id in inserted]
-    _insert_lines(conn, organization_id, [c for c in composed if not c.step.existing])
-
     finals = [c for c in composed if c.step.finalize]
+    numbers: dict[str, int] = {}
     if finals:
-        assert watermark is not None
+        # Numbered in billing order; the counter stays locked until the page commits, and a
+        # page rolled back returns its numbers: no gap either way.
         first_number = store.reserve_numbers(conn, organization_id, len(finals))
-        existing = [c.step.id for c in finals if c.step.existing]
-        if existing:
+        numbers = {c.step.id: first_number + n for n, c in enumerate(finals)}
+    # A new invoice is inserted as it ends up: numbered at once when it is finalized now.
+    written = _insert_invoices(conn, organization_id, drafts, numbers, watermark, now, net_days)
+    if written != len(drafts):
+        # Another run drafted some of these meanwhile: the page is billed again one by one.
+        raise BilledMeanwhile(f"{len(drafts) - written} of {len(drafts)} invoices exist already")
+    result.drafted = [c.step.id for c in drafts]
+    _insert_lines(conn, organization_id, drafts)
+
+    existing = [c for c in finals if c.step.existing]
+    if existing:
+        for part in store.chunks([c.step.id for c in existing]):
             conn.execute(
                 delete(t.invoice_lines).where(
                     t.invoice_lines.c.organization_id == organization_id,
-                    t.invoice_lines.c.invoice_id.in_(existing),
+                    t.invoice_lines.c.invoice_id.in_(part),
                 )
             )
-            _insert_lines(conn, organization_id, [c for c in finals if c.step.existing])
-        _finalize_rows(conn, organization_id, finals, first_number, watermark, now, net_days)
+        _insert_lines(conn, organization_id, existing)
+        assert watermark is not None
+        _finalize_rows(conn, organization_id, existing, numbers, watermark, now, net_days)
+    if finals:
         settled = sorted({c.sub.id for c in finals if c.composition.settles_late_usage})
         m = t.billing_late_marks.c
         for part in store.chunks(settled):
@@ -225,99 +235,107 @@ def _lock_drafts(conn: Connection, organization_id: str, ids: list[str]) -> set[
     return found
 
 
-def _insert_drafts(
-    conn: Connection, organization_id: str, drafts: list[Composed], now: datetime
-) -> set[str]:
-    if not drafts:
-        return set()
-    rows = [
-        {
-            "organization_id": organization_id,
-            "id": c.step.id,
-            "subscription_id": c.sub.id,
-            "customer_id": c.sub.customer_id,
-            "kind": c.step.kind.value,
-            "period_start": c.step.period.start,
-            "period_end": c.step.period.end,
-            "closes_at": c.step.closes_at,
-            "status": InvoiceStatus.DRAFT.value,
-            "currency": c.sub.currency,
-            "number": None,
-            "subtotal_minor": c.composition.subtotal_minor,
-            "tax_minor": c.composition.tax_minor,
-            "total_minor": c.composition.total_minor,
-            "tax_rate": c.composition.tax_rate,
-            "paid_minor": 0,
-            "ledger_watermark": None,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for c in drafts
-    ]
-    # RETURNING names the rows inserted: a (subscription, period) drafted meanwhile is not.
-    statement = insert_ignore(conn, t.invoices).returning(INV.id)
-    return {row.id for row in conn.execute(statement, rows)}
+INVOICE_COLUMNS = (
+    "organization_id", "id", "subscription_id", "customer_id", "kind", "period_start",
+    "period_end", "closes_at", "status", "currency", "number", "subtotal_minor", "tax_minor",
+    "total_minor", "tax_rate", "paid_minor", "ledger_watermark", "issued_at", "due_at", "paid_at",
+    "created_at", "updated_at",
+)  # fmt: skip
+FINAL_COLUMNS = (
+    "period_start", "period_end", "status", "number", "subtotal_minor", "tax_minor",
+    "total_minor", "tax_rate", "ledger_watermark", "issued_at", "due_at", "paid_at", "updated_at",
+)  # fmt: skip
+LINE_COLUMNS = (
+    "organization_id", "invoice_id", "position", "subscription_id", "type", "charge_ref",
+    "service_start", "service_end", "description", "meter_id", "quantity", "unit_price",
+    "exact_amount", "amount_minor", "details",
+)  # fmt: skip
+
+
+def _final_values(
+    c: Composed, number: int, watermark: int, now: datetime, net_days: int
+) -> tuple[Any, ...]:
+    """FINAL_COLUMNS of an invoice finalized now."""
+    comp = c.composition
+    settled = comp.total_minor <= 0
+    return (
+        comp.period.start,
+        comp.period.end,
+        (InvoiceStatus.PAID if settled else InvoiceStatus.FINALIZED).value,
+        number,
+        comp.subtotal_minor,
+        comp.tax_minor,
+        comp.total_minor,
+        comp.tax_rate,
+        watermark,
+        now,
+        now + timedelta(days=net_days),
+        now if settled else None,
+        now,
+    )
+
+
+def _insert_invoices(
+    conn: Connection,
+    organization_id: str,
+    new: list[Composed],
+    numbers: dict[str, int],
+    watermark: int | None,
+    now: datetime,
+    net_days: int,
+) -> int:
+    """Insert new invoices, finalized if numbered, else as drafts; skips (and does not count)
+    one whose (subscription, period) was drafted meanwhile."""
+    rows = []
+    for c in new:
+        comp = c.composition
+        number = numbers.get(c.step.id)
+        if number is None:
+            status, issued, due, paid = InvoiceStatus.DRAFT.value, None, None, None
+        else:
+            assert watermark is not None
+            final = _final_values(c, number, watermark, now, net_days)
+            status, issued, due, paid = final[2], final[9], final[10], final[11]
+        rows.append(
+            (
+                organization_id, c.step.id, c.sub.id, c.sub.customer_id, c.step.kind.value,
+                comp.period.start, comp.period.end, c.step.closes_at, status, c.sub.currency,
+                number, comp.subtotal_minor, comp.tax_minor, comp.total_minor, comp.tax_rate, 0,
+                None if number is None else watermark, issued, due, paid, now, now,
+            )
+        )  # fmt: skip
+    return bulk.insert(conn, t.invoices, INVOICE_COLUMNS, rows, skip_conflicts=True)
 
 
 def _insert_lines(conn: Connection, organization_id: str, composed: list[Composed]) -> None:
     rows = [
-        store.line_row(organization_id, c.step.id, c.sub.id, position, line)
+        (
+            organization_id, c.step.id, position, c.sub.id, line.type.value, line.charge_ref,
+            line.service.start, line.service.end, line.description[:500], line.meter_id,
+            line.quantity, line.unit_price, line.exact_amount, line.amount_minor, line.details,
+        )
         for c in composed
         for position, line in enumerate(c.composition.lines, start=1)
-    ]
-    if rows:
-        conn.execute(t.invoice_lines.insert(), rows)
+    ]  # fmt: skip
+    bulk.insert(conn, t.invoice_lines, LINE_COLUMNS, rows)
 
 
 def _finalize_rows(
     conn: Connection,
     organization_id: str,
     finals: list[Composed],
-    first_number: int,
+    numbers: dict[str, int],
     watermark: int,
     now: datetime,
     net_days: int,
 ) -> None:
-    statement = (
-        t.invoices.update()
-        .where(INV.organization_id == bindparam("b_org"), INV.id == bindparam("b_id"))
-        .values(
-            period_start=bindparam("b_start", type_=INV.period_start.type),
-            period_end=bindparam("b_end", type_=INV.period_end.type),
-            status=bindparam("b_status"),
-            number=bindparam("b_number"),
-            subtotal_minor=bindparam("b_subtotal"),
-            tax_minor=bindparam("b_tax"),
-            total_minor=bindparam("b_total"),
-            tax_rate=bindparam("b_rate", type_=INV.tax_rate.type),
-            ledger_watermark=bindparam("b_watermark"),
-            issued_at=bindparam("b_issued", type_=INV.issued_at.type),
-            due_at=bindparam("b_due", type_=INV.due_at.type),
-            paid_at=bindparam("b_paid", type_=INV.paid_at.type),
-            updated_at=bindparam("b_updated", type_=INV.updated_at.type),
+    """Finalize existing drafts (locked by `_lock_drafts`)."""
+    rows = [
+        (
+            organization_id,
+            c.step.id,
+            *_final_values(c, numbers[c.step.id], watermark, now, net_days),
         )
-    )
-    params: list[dict[str, Any]] = []
-    for offset, c in enumerate(finals):
-        comp = c.composition
-        settled = comp.total_minor <= 0
-        params.append(
-            {
-                "b_org": organization_id,
-                "b_id": c.step.id,
-                "b_start": comp.period.start,
-                "b_end": comp.period.end,
-                "b_status": (InvoiceStatus.PAID if settled else InvoiceStatus.FINALIZED).value,
-                "b_number": first_number + offset,
-                "b_subtotal": comp.subtotal_minor,
-                "b_tax": comp.tax_minor,
-                "b_total": comp.total_minor,
-                "b_rate": comp.tax_rate,
-                "b_watermark": watermark,
-                "b_issued": now,
-                "b_due": now + timedelta(days=net_days),
-                "b_paid": now if settled else None,
-                "b_updated": now,
-            }
-        )
-    conn.execute(statement, params)
+        for c in finals
+    ]
+    bulk.update(conn, t.invoices, ("organization_id", "id"), FINAL_COLUMNS, rows)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from meterworks.billing import lifecycle, marks, store
-from meterworks.billing.batch import bill_page, steps_for
+from meterworks.billing.batch import BilledMeanwhile, bill_page, steps_for
 from meterworks.billing.model import InvoiceKind
 from meterworks.billing.progress import Progress, progress_of
 from meterworks.catalog.plans import Plan, get_plan
@@ -160,6 +160,10 @@ class BillingRun:
                         now=self.now,
                         net_days=self.settings.invoice_net_days,
                     )
+            except BilledMeanwhile as exc:
+                # Another run is billing the same subscriptions: the careful path sorts it out.
+                log.info("a page of %s was billed meanwhile (%s); one by one", organization_id, exc)
+                self._one_by_one(organization_id, [(sub, plan) for sub, plan, _ in work], progress)
             except Exception:
                 # The page as a whole failed: bill its subscriptions one by one instead, so
                 # one broken subscription cannot hold the others back.

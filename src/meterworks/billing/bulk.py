@@ -1,0 +1,143 @@
+"""Many rows of the billing tables at once, handed to the driver: the billing run's writes.
+
+Through SQLAlchemy, a page's thousands of invoice lines cost more in per-row parameter handling
+(a bind processor per value, a JSON dump per line) than the database's own work. Here each value
+still goes through its column type's own bind processor, so what is stored is exactly what an
+ordinary statement stores, but a value many rows share (the page's instants, ids, the details of
+a plan's fixed lines) is converted once per call, and the rows go to the driver's `executemany`
+(or COPY, for a plain insert on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+Convert = Callable[[Any], Any]
+
+
+def _converter(conn: Connection, table: Table, name: str) -> Convert | None:
+    """The column's bind processor, remembering what it made of values seen before."""
+    column_type = table.c[name].type
+    process = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    if process is None:
+        return None
+    by_value: dict[tuple[type, Any], Any] = {}
+    # JSON documents are not hashable; one shared by many rows is the same object. Every row is
+    # alive for the whole call, so an id names one object throughout.
+    by_id: dict[int, Any] = {}
+    processor = process
+
+    def convert(value: Any) -> Any:
+        kind = type(value)
+        if kind is dict or kind is list:
+            key = id(value)
+            found = by_id.get(key, by_id)
+            if found is by_id:
+                found = by_id[key] = processor(value)
+            return found
+        if kind is datetime or kind is str:
+            slot = (kind, value)
+            found = by_value.get(slot, by_value)
+            if found is by_value:
+                found = by_value[slot] = processor(value)
+            return found
+        return processor(value)
+
+    return convert
+
+
+def _converted(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> list[tuple[Any, ...]]:
+    converters = [(i, _converter(conn, table, name)) for i, name in enumerate(columns)]
+    active = [(i, convert) for i, convert in converters if convert is not None]
+    out = []
+    for row in rows:
+        values = list(row)
+        for i, convert in active:
+            # None stays SQL NULL (a JSON column would otherwise store the text `null`).
+            if values[i] is not None:
+                values[i] = convert(values[i])
+        out.append(tuple(values))
+    return out
+
+
+def _placeholder(conn: Connection) -> str:
+    return "%s" if conn.dialect.name == "postgresql" else "?"
+
+
+def _names(conn: Connection, columns: Sequence[str]) -> list[str]:
+    quote = conn.dialect.identifier_preparer.quote
+    return [quote(name) for name in columns]
+
+
+def insert(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    skip_conflicts: bool = False,
+) -> int:
+    """Insert `rows` (values in `columns` order); the number of rows written.
+
+    With `skip_conflicts`, a row that conflicts with a unique index is skipped (ON CONFLICT DO
+    NOTHING) and not counted.
+    """
+    if not rows:
+        return 0
+    values = _converted(conn, table, columns, rows)
+    names = ", ".join(_names(conn, columns))
+    if conn.dialect.name == "postgresql" and not skip_conflicts:
+        _copy(conn, f"COPY {table.name} ({names}) FROM STDIN", values)
+        return len(values)
+    marks = ", ".join([_placeholder(conn)] * len(columns))
+    statement = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
+    if skip_conflicts:
+        statement += " ON CONFLICT DO NOTHING"
+    result = conn.exec_driver_sql(statement, values)
+    return int(result.rowcount)
+
+
+def update(
+    conn: Connection,
+    table: Table,
+    keys: Sequence[str],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> int:
+    """`UPDATE table SET columns WHERE keys` once per row (values: the keys, then the columns);
+    the number of rows changed."""
+    if not rows:
+        return 0
+    mark = _placeholder(conn)
+    values = _converted(conn, table, [*keys, *columns], rows)
+    # The statement takes the SET values first, then the keys.
+    ordered = [(*row[len(keys) :], *row[: len(keys)]) for row in values]
+    sets = ", ".join(f"{name} = {mark}" for name in _names(conn, columns))
+    where = " AND ".join(f"{name} = {mark}" for name in _names(conn, keys))
+    result = conn.exec_driver_sql(f"UPDATE {table.name} SET {sets} WHERE {where}", ordered)
+    return int(result.rowcount)
+
+
+def _copy(conn: Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    """COPY in the connection's transaction (PostgreSQL)."""
+    import psycopg
+
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.errors.IntegrityError as exc:
+        # Seen by callers as the error an INSERT raises through SQLAlchemy.
+        raise IntegrityError(statement, None, exc) from exc
+    except psycopg.OperationalError as exc:
+        raise OperationalError(statement, None, exc) from exc
