@@ -68,7 +68,7 @@ class InvoiceOptions:
 
 
 COLUMNS = (
-    "dialect", "subscriptions", "events stored", "invoices created", "seconds",
+    "dialect", "subscriptions", "events stored", "invoices created", "seconds", "CPU seconds",
     "subscriptions/s", "peak RSS MiB", "second run s", "load average (1 min) before/after",
 )  # fmt: skip
 
@@ -226,6 +226,7 @@ def _views_off() -> Iterator[None]:
 @dataclass(frozen=True, slots=True)
 class BillingRun:
     seconds: float
+    cpu_seconds: float  # user + system CPU of the billing process (steadier on a busy machine)
     peak_rss_kib: int | None
     drafted: int
     finalized: int
@@ -264,6 +265,7 @@ def billing_run(url: str, as_of: datetime, profile_to: Path | None = None) -> Bi
         raise RuntimeError(f"unexpected output of meterworks billing run:\n{output}")
     return BillingRun(
         seconds,
+        usage.ru_utime + usage.ru_stime,
         None if profile_to is not None else int(usage.ru_maxrss),  # KiB on Linux
         int(found.group(1)),
         int(found.group(2)),
@@ -433,6 +435,7 @@ def run(dialect: str, workdir: Path, options: InvoiceOptions) -> dict[str, Any]:
         "finalized": first.finalized,
         "run_seconds": round(first.seconds, 2),
         "subscriptions_per_s": round(options.subscriptions / first.seconds),
+        "run_cpu_seconds": round(first.cpu_seconds, 2),
         "peak_rss_mib": (
             None if first.peak_rss_kib is None else round(first.peak_rss_kib / 1024, 1)
         ),
@@ -456,7 +459,8 @@ def table_rows(result: dict[str, Any]) -> list[list[Any]]:
     return [
         [
             result["dialect"], result["subscriptions"], result["events_stored"],
-            result["invoices_created"], result["run_seconds"], result["subscriptions_per_s"],
+            result["invoices_created"], result["run_seconds"], result["run_cpu_seconds"],
+            result["subscriptions_per_s"],
             result["peak_rss_mib"], result["second_run_seconds"],
             f"{result['load_1min_before_run']} / {result['load_1min_after_run']}",
         ]
