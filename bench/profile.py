@@ -40,7 +40,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("validation: payload hash", "payload_hash", ""),
     ("writer: other", "_write", "meterworks/usage/writer.py"),
     ("writer: sequence lock", "lock_sequence", ""),
-    ("writer: dedupe lookup", "_known_hashes", ""),
+    ("writer: dedupe lookup", "known_hashes", ""),
     ("writer: event INSERT", "append", "meterworks/usage/ledger.py"),
     ("writer: rollup update", "update_rollups", ""),
     ("writer: out-of-order rebuild", "rebuild_pair", ""),

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import String, Table, bindparam, func, select
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
-from sqlalchemy.sql.elements import ColumnElement
 
 
 def normalize_url(url: str) -> str:
@@ -46,20 +44,6 @@ def excluded(conn: Connection, table: Table) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table).excluded
     return sqlite.insert(table).excluded
-
-
-def one_of(conn: Connection, column: ColumnElement[str], values: Sequence[str]) -> Any:
-    """`column IN (values)`; on PostgreSQL `column IN (SELECT unnest(array))`, one parameter.
-
-    A long IN list is one parameter per value on PostgreSQL, planned afresh for every length;
-    `= ANY(array)` is one parameter but, before the table has statistics, may be planned as a
-    scan comparing every row with every value. A semi-join against the unnested array is one
-    parameter and linear whatever the plan.
-    """
-    if conn.dialect.name == "postgresql":
-        array = bindparam(None, list(values), type_=postgresql.ARRAY(String))
-        return column.in_(select(func.unnest(array)))
-    return column.in_(list(values))
 
 
 def try_advisory_lock(conn: Connection, key: int) -> bool | None:

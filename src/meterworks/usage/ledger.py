@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, delete, func, select, text
 from sqlalchemy.engine import Connection, Row
 
 from meterworks.catalog.meters import Aggregation, Meter
 from meterworks.db import tables as t
-from meterworks.db.dialect import excluded, insert_ignore, insert_rows, one_of, upsert
+from meterworks.db.dialect import excluded, insert_ignore, insert_rows, upsert
 from meterworks.db.engine import dumps as stored_json
 from meterworks.errors import Conflict, MeterworksError
 from meterworks.subscriptions.service import Subscription
@@ -84,14 +84,35 @@ def advance_sequence(conn: Connection, organization_id: str, next_seq: int) -> N
     )
 
 
-def _known_hashes(conn: Connection, organization_id: str, keys: list[str]) -> dict[str, str]:
+# One probe of the unique index per key, whatever the planner knows of the table: a join or
+# semi-join against the key array may be planned as a scan of the organization's whole ledger
+# (a fresh table has no statistics; a generic plan does not know the array's length).
+_PROBE_KEYS = text(
+    "SELECT k.key, (SELECT e.payload_hash FROM usage_events AS e"
+    " WHERE e.organization_id = :organization_id AND e.idempotency_key = k.key"
+    " AND e.revision = 0) AS payload_hash"
+    " FROM unnest(CAST(:keys AS varchar[])) AS k(key)"
+)
+
+
+def known_hashes(conn: Connection, organization_id: str, keys: list[str]) -> dict[str, str]:
+    """The payload hash of each of these keys' original event, for the keys already used."""
     known: dict[str, str] = {}
+    if conn.dialect.name == "postgresql":
+        for part in _chunks(keys, 10_000):
+            for key, hashed in conn.execute(
+                _PROBE_KEYS, {"organization_id": organization_id, "keys": list(part)}
+            ):
+                if hashed is not None:
+                    known[key] = hashed
+        return known
+    e = t.usage_events.c
     for part in _chunks(keys):
         for row in conn.execute(
-            select(t.usage_events.c.idempotency_key, t.usage_events.c.payload_hash).where(
-                t.usage_events.c.organization_id == organization_id,
-                t.usage_events.c.revision == 0,
-                one_of(conn, t.usage_events.c.idempotency_key, part),
+            select(e.idempotency_key, e.payload_hash).where(
+                e.organization_id == organization_id,
+                e.revision == 0,
+                e.idempotency_key.in_(part),
             )
         ):
             known[row.idempotency_key] = row.payload_hash
@@ -111,7 +132,7 @@ def append(
     """
     next_seq = lock_sequence(conn, organization_id)
     keys = list({e.idempotency_key for batch in batches for e in batch})
-    known = _known_hashes(conn, organization_id, keys)
+    known = known_hashes(conn, organization_id, keys)
     outcomes: list[BatchOutcome] = []
     fresh: list[tuple[NewEvent, int]] = []
     for batch in batches:
