@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -185,3 +189,115 @@ def test_a_refused_input_is_a_message_not_a_traceback(cli_database_url: str) -> 
     assert "invalid_input: an organization needs a name" in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_serve_with_two_workers_counts_every_event_once(dialect: str, tmp_path: Path) -> None:
+    with empty_database(dialect, tmp_path) as url:
+        port = _free_port()
+        env = {**os.environ, "METERWORKS_SCHEDULER_ENABLED": "false"}
+        env.pop("METERWORKS_DATABASE_URL", None)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "meterworks", "serve", "--db", url, "--port", str(port),
+             "--workers", "2"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _await_health(base, process)
+            assert len(_children(process.pid)) >= 2  # the workers (and no more than a helper)
+            token = last_line(meterworks("keys", "create", "--db", url, "--org", "W").stdout)
+            _record_from_many_connections(base, token)
+        finally:
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+        assert b"Traceback" not in stderr
+        assert meterworks("ledger", "verify", "--db", url).returncode == 0
+
+
+def _await_health(base: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "serve exited"
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("serve --workers 2 did not become healthy")
+
+
+def _record_from_many_connections(base: str, token: str) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+
+        def created(path: str, body: dict[str, object]) -> dict[str, str]:
+            response = client.post(path, json=body)
+            assert response.status_code == 201, response.text
+            result: dict[str, str] = response.json()
+            return result
+
+        meter = created(
+            "/v1/meters", {"key": "calls", "name": "Calls", "unit": "call", "aggregation": "sum"}
+        )
+        plan = created(
+            "/v1/plans",
+            {"name": "P", "currency": "USD", "interval": "month", "charges": [
+                {"type": "usage", "meter": meter["key"], "model": "per_unit", "unit_price": "1"}
+            ]},
+        )  # fmt: skip
+        customer = created("/v1/customers", {"external_id": "c1", "name": "C"})
+        now = datetime.now(UTC).replace(microsecond=0)
+        sub = created(
+            "/v1/subscriptions",
+            {"customer_id": customer["id"], "plan_id": plan["id"],
+             "starts_at": (now - timedelta(days=1)).isoformat()},
+        )  # fmt: skip
+    when = (now - timedelta(minutes=5)).isoformat()
+    batches = [
+        [
+            {"idempotency_key": f"b{b}-{i}", "meter": "calls", "subscription_id": sub["id"],
+             "timestamp": when, "quantity": "0.25"}
+            for i in range(50)
+        ]
+        for b in range(12)
+    ]  # fmt: skip
+
+    def send(batch: list[dict[str, object]]) -> dict[str, int]:
+        # A connection per call, so the kernel spreads the calls over both processes.
+        response = httpx.post(f"{base}/v1/events", json={"events": batch}, headers=headers,
+                              timeout=60)  # fmt: skip
+        assert response.status_code == 200, response.text
+        result: dict[str, int] = response.json()
+        return result
+
+    with ThreadPoolExecutor(8) as pool:
+        first = list(pool.map(send, batches))
+        again = list(pool.map(send, batches))
+    assert first == [{"accepted": 50, "duplicates": 0}] * 12
+    assert again == [{"accepted": 0, "duplicates": 50}] * 12
+    usage = httpx.get(
+        f"{base}/v1/subscriptions/{sub['id']}/usage", params={"at": when}, headers=headers
+    ).json()
+    assert [m["quantity"] for m in usage["meters"]] == ["150"]
