@@ -129,6 +129,7 @@ class _Draft:
     key: str
     meter_ref: str
     ts: datetime
+    ts_us: int
     operation: str
     quantity: Decimal | None
     properties: dict[str, Any] | None
@@ -224,6 +225,7 @@ def _parse_one(index: int, raw: Any, errors: _Errors) -> _Draft | None:
         key=key,
         meter_ref=meter_ref,
         ts=ts,
+        ts_us=to_micros(ts),
         operation=str(operation),
         quantity=quantity,
         properties=properties,
@@ -344,6 +346,9 @@ def prepare_batch(
 
     now_us = to_micros(now)
     horizon_us = now_us + future_tolerance_seconds * 1_000_000
+    # Each subscription's window [starts_at, ends_at) in µs, the unit events are compared in.
+    windows: dict[str, tuple[int, int]] = {}
+    no_end = 2**63
     events: list[NewEvent] = []
     for d in drafts:
         meter = meters.get(d.meter_ref)
@@ -386,7 +391,7 @@ def prepare_batch(
                 f"the subscription's plan does not charge meter `{meter.key}`",
             )
             continue
-        ts_us = to_micros(d.ts)
+        ts_us = d.ts_us
         if ts_us > horizon_us:
             errors.add(
                 d.index,
@@ -395,7 +400,11 @@ def prepare_batch(
                 f"timestamp is more than {future_tolerance_seconds} seconds in the future",
             )
             continue
-        if not sub.in_window(d.ts):
+        window = windows.get(sub.id)
+        if window is None:
+            end = no_end if sub.ends_at is None else to_micros(sub.ends_at)
+            window = windows[sub.id] = (to_micros(sub.starts_at), end)
+        if not window[0] <= ts_us < window[1]:
             errors.add(
                 d.index,
                 "timestamp",
