@@ -3,10 +3,13 @@ per unit of work (the careful path a failing page falls back to). They must bill
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 
+from meterworks.billing import run as run_module
+from meterworks.billing.progress import Progress
 from meterworks.billing.run import BillingRun
 from tests.scenarios.oracle import check_all
 from tests.scenarios.story import Story, at, ok
@@ -94,3 +97,55 @@ def test_both_paths_bill_the_same_story_alike(
     assert kinds.count("adjustment") == 1
     numbers = sorted(i["number"] for i in fast)
     assert numbers == list(range(1, len(fast) + 1))  # all finalized, gapless
+
+
+def test_an_ordinary_run_bills_whole_pages_and_a_page_billed_meanwhile_goes_one_by_one(
+    server: RunningServer,
+    org: IsolatedOrganization,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    story = Story(server, org)
+    story.now("2025-01-01")
+    story.meter("api_calls", "sum", unit="call")
+    plan = story.plan(
+        [
+            {"type": "fixed", "name": "Platform fee", "amount": "31.00"},
+            {"type": "usage", "meter": "api_calls", "model": "per_unit", "unit_price": "0.10"},
+        ]
+    )
+    subs = [
+        story.subscribe(story.customer(f"c{n}"), plan, "2025-01-01T00:00:00Z") for n in range(5)
+    ]
+    for n, sub in enumerate(subs):
+        story.now("2025-01-21")
+        story.send(sub, "api_calls", "2025-01-20", 10 + n, key=f"{sub}-c1")
+    story.now("2025-02-01T02:00")
+
+    def run() -> tuple[int, int]:
+        now = server.clock.now()
+        report = BillingRun(server.db, server.settings, as_of=now, now=now, page_size=3)
+        report.run(org.id)
+        return report.report.drafted, report.report.finalized
+
+    def no_fallback(*args: Any) -> None:
+        raise AssertionError("an ordinary run fell back to one invoice per unit of work")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(BillingRun, "_one_by_one", no_fallback)
+        assert run() == (10, 10)  # opening and January invoices, in pages of 3 and 2
+    before = [check_all(story, sub) for sub in subs]
+
+    # A run that read its pages before the first one billed them: every insert conflicts, the
+    # page goes one by one, which finds everything billed and bills nothing twice.
+    monkeypatch.setattr(run_module, "progress_of", lambda conn, org_id, ids: _blank(ids))
+    with caplog.at_level(logging.INFO, logger="meterworks.billing"):
+        assert run() == (0, 0)
+    assert sum("billed meanwhile" in r.getMessage() for r in caplog.records) == 2  # both pages
+    assert [check_all(story, sub) for sub in subs] == before
+    numbers = sorted(i["number"] for invoices in before for i in invoices)
+    assert numbers == list(range(1, 11))
+
+
+def _blank(ids: list[str]) -> dict[str, Progress]:
+    return {sid: Progress() for sid in ids}
