@@ -14,9 +14,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import JSON, Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
+
+from meterworks.db.engine import dumps
 
 Convert = Callable[[Any], Any]
 
@@ -24,7 +26,13 @@ Convert = Callable[[Any], Any]
 def _converter(conn: Connection, table: Table, name: str) -> Convert | None:
     """The column's bind processor, remembering what it made of values seen before."""
     column_type = table.c[name].type
-    process = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    process: Convert | None
+    if isinstance(column_type, JSON):
+        # The JSON text, as the engine's serializer writes it: what SQLite's JSON column stores,
+        # and what PostgreSQL's jsonb reads from a COPY (its driver would dump it row by row).
+        process = dumps
+    else:
+        process = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
     if process is None:
         return None
     by_value: dict[tuple[type, Any], Any] = {}

@@ -28,6 +28,7 @@ from meterworks.billing.rating import (
     fixed_line,
     rate_fixed,
     rate_period_usage,
+    rate_usage,
     span_text,
     totals,
     usage_line,
@@ -38,6 +39,8 @@ from meterworks.kit.instants import from_micros
 from meterworks.kit.money import from_minor
 from meterworks.kit.periods import Interval, Period, grid_period
 from meterworks.subscriptions.service import Subscription
+
+ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +156,24 @@ class Composer:
         return self.loader.quantities(self.sub, period, until, list(self.meters.values()))
 
     def usage_lines(self, period: Period, until: datetime) -> list[Line]:
-        rated = rate_period_usage(self.plan, self.meters, self.quantities(period, until))
-        return [usage_line(r, period) for r in rated]
+        """`rate_period_usage` as lines, each made once per unit of work: subscriptions often
+        use the same quantity of a meter (none, a level), and the same charge, quantity and
+        period make the same line. The key keeps the quantity's exponent (2 and 2.0 are stored
+        differently)."""
+        quantities = self.quantities(period, until)
+        lines = []
+        for index, charge in enumerate(self.plan.usage_charges):
+            meter = self.meters.get(charge.meter_id)
+            if meter is None:
+                continue
+            quantity = quantities.get(charge.meter_id, ZERO)
+            key = ("usage-line", self.plan.id, index, period, quantity.as_tuple())
+            line: Line | None = self.loader.memo.get(key)
+            if line is None:
+                rated = rate_usage(charge, meter, quantity, self.plan.currency)
+                line = self.loader.memo[key] = usage_line(rated, period)
+            lines.append(line)
+        return lines
 
     def fixed_adjustments(self, period: Period, before: tuple[datetime, str] | None) -> list[Line]:
         """Reconcile what was billed in advance for `period` with what it now is."""

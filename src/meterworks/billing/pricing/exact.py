@@ -24,15 +24,17 @@ EXACT_PRECISION = 200
 DISPLAY_PRECISION = 28
 
 
+_EXACT = Context(
+    prec=EXACT_PRECISION,
+    rounding=ROUND_HALF_UP,
+    traps=[Inexact, InvalidOperation, DivisionByZero, Overflow],
+)
+
+
 def exact() -> AbstractContextManager[Context]:
     """A local decimal context in which every operation is exact or raises `decimal.Inexact`."""
-    return localcontext(
-        Context(
-            prec=EXACT_PRECISION,
-            rounding=ROUND_HALF_UP,
-            traps=[Inexact, InvalidOperation, DivisionByZero, Overflow],
-        )
-    )
+    # localcontext works on a copy: the shared template is never changed (nor its flags set).
+    return localcontext(_EXACT)
 
 
 def require_non_negative(name: str, value: Decimal) -> Decimal:
