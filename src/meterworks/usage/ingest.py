@@ -82,6 +82,11 @@ def _hash_default(value: Any) -> Any:
     return format_decimal(value) if isinstance(value, Decimal) else str(value)
 
 
+# Built once: json.dumps with options builds an encoder per call, a cost paid per event here.
+_PLAIN = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_strict)
+_HASHED = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_hash_default)
+
+
 def encode_properties(properties: dict[str, Any]) -> tuple[str, str]:
     """(the ledger's JSON text of `properties`, their canonical text for the payload hash).
 
@@ -89,12 +94,9 @@ def encode_properties(properties: dict[str, Any]) -> tuple[str, str]:
     ledger keeps its digits as sent (db/engine.py), the hash normalises them (1.50 is 1.5).
     """
     try:
-        text = json.dumps(properties, sort_keys=True, separators=(",", ":"), default=_strict)
+        text = _PLAIN.encode(properties)
     except TypeError:
-        hashed = json.dumps(
-            properties, sort_keys=True, separators=(",", ":"), default=_hash_default
-        )
-        return stored_json(properties), hashed
+        return stored_json(properties), _HASHED.encode(properties)
     return text, text
 
 
@@ -164,25 +166,21 @@ def _parse_one(index: int, raw: Any, errors: _Errors) -> _Draft | None:
     meter_ref = raw.get("meter")
     if not isinstance(meter_ref, str) or not meter_ref:
         errors.add(index, "meter", "missing_field", "meter (id or key) is required")
-    subscription_id = raw.get("subscription_id")
-    customer_id = raw.get("customer_id")
-    external_customer_id = raw.get("external_customer_id")
-    targets = []
-    if subscription_id is not None:
-        targets.append("subscription_id")
-    if customer_id is not None:
-        targets.append("customer_id")
-    if external_customer_id is not None:
-        targets.append("external_customer_id")
-    if len(targets) != 1:
+    # The one target as text (ids may arrive as numbers); None where absent or not text.
+    texts: dict[str, str | None] = {}
+    for name in ("subscription_id", "customer_id", "external_customer_id"):
+        value = raw.get(name)
+        if value is not None:
+            texts[name] = value if type(value) is str else _text(raw, name)
+    if len(texts) != 1:
         errors.add(
             index,
             "subscription_id",
-            "missing_field" if not targets else "invalid_field",
+            "missing_field" if not texts else "invalid_field",
             "exactly one of subscription_id, customer_id, external_customer_id is required",
         )
-    for name in targets:
-        if _text(raw, name) is None:
+    for name, text in texts.items():
+        if text is None:
             errors.add(index, name, "invalid_field", f"{name} must be a string")
     ts_raw = raw.get("timestamp")
     ts: datetime | None = None
@@ -231,11 +229,9 @@ def _parse_one(index: int, raw: Any, errors: _Errors) -> _Draft | None:
         properties=properties,
         properties_json=properties_json,
         properties_hashed=properties_hashed,
-        subscription_id=subscription_id
-        if type(subscription_id) is str
-        else _text(raw, "subscription_id"),
-        customer_id=customer_id if type(customer_id) is str else _text(raw, "customer_id"),
-        external_customer_id=_text(raw, "external_customer_id"),
+        subscription_id=texts.get("subscription_id"),
+        customer_id=texts.get("customer_id"),
+        external_customer_id=texts.get("external_customer_id"),
     )
 
 
