@@ -326,13 +326,26 @@ def create_plan(
     return plan
 
 
+# A plan never changes once created (a new price is a new plan), so every process may keep the
+# plans it has read: usage reads, ingestion and billing look the same few plans up again and again.
+_PLANS: dict[tuple[str, str], Plan] = {}
+_PLANS_KEPT = 10_000
+
+
 def get_plan(conn: Connection, organization_id: str, plan_id: str) -> Plan:
+    kept = _PLANS.get((organization_id, plan_id))
+    if kept is not None:
+        return kept
     row = conn.execute(
         select(t.plans).where(t.plans.c.organization_id == organization_id, t.plans.c.id == plan_id)
     ).first()
     if row is None:
         raise NotFound(f"plan `{plan_id}` not found", code="plan_not_found")
-    return plan_from_row(row)
+    plan = plan_from_row(row)
+    if len(_PLANS) >= _PLANS_KEPT:
+        _PLANS.clear()
+    _PLANS[(organization_id, plan_id)] = plan
+    return plan
 
 
 def list_plans(
