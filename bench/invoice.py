@@ -8,7 +8,7 @@ first monthly period has closed. The usage goes through the real
 ingest path: `meterworks serve` in its own process, batched `POST /v1/events` from separate
 client processes, as in the ingest benchmark. Then `meterworks billing run --as-of T` runs in a
 process of its own, T two hours after the closed period's end (past the one-hour grace), and is
-timed from start to exit; its peak resident memory is the child's `ru_maxrss` (`wait4`).
+timed from start to exit; its peak resident memory and CPU time are measured by GNU time.
 
 Verified afterwards, or the benchmark fails: every subscription has exactly one finalized
 period invoice and one opening invoice; invoice numbers are exactly 1…2N; every period
@@ -27,6 +27,7 @@ import re
 import secrets
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -236,8 +237,16 @@ class BillingRun:
 RUN_LINE = re.compile(r"drafted (\d+), finalized (\d+)")
 
 
+TIME = Path("/usr/bin/time")
+
+
 def billing_run(url: str, as_of: datetime, profile_to: Path | None = None) -> BillingRun:
-    """`meterworks billing run` in a process of its own: wall time and peak RSS (wait4)."""
+    """`meterworks billing run` in a process of its own: wall time, CPU time and peak RSS.
+
+    The peak RSS is GNU time's `%M` (the child's `ru_maxrss`): not the `ru_maxrss` this process
+    gets from `wait4`, since Linux carries the high-water mark of the forking process's memory
+    across `exec`, and this process holds every expected bill.
+    """
     command = [
         meterworks_command(), "billing", "run", "--db", url,
         "--as-of", as_of.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -246,27 +255,31 @@ def billing_run(url: str, as_of: datetime, profile_to: Path | None = None) -> Bi
         py_spy = str(Path(meterworks_command()).parent / "py-spy")
         command = [py_spy, "record", "--rate", "100", "--format", "raw", "-o", str(profile_to),
                    "--", *command]  # fmt: skip
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**server_environment(), "COLUMNS": "500"},
-    )
-    assert process.stdout is not None
-    output = process.stdout.read().decode(errors="replace")
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"meterworks billing run failed ({process.returncode}):\n{output}")
+    if not TIME.exists():
+        raise RuntimeError(f"{TIME} (GNU time) is needed to measure the run's peak memory")
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as measured:
+        command = [str(TIME), "-o", measured.name, "-f", "%U %S %M", *command]
+        started = time.perf_counter()
+        done = subprocess.run(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**server_environment(), "COLUMNS": "500"},
+            check=False,
+        )
+        seconds = time.perf_counter() - started
+        figures = measured.read().split()
+    output = done.stdout.decode(errors="replace")
+    if done.returncode != 0:
+        raise RuntimeError(f"meterworks billing run failed ({done.returncode}):\n{output}")
     found = RUN_LINE.search(output)
     if found is None:
         raise RuntimeError(f"unexpected output of meterworks billing run:\n{output}")
+    user, system, peak_kib = float(figures[-3]), float(figures[-2]), int(figures[-1])
     return BillingRun(
         seconds,
-        usage.ru_utime + usage.ru_stime,
-        None if profile_to is not None else int(usage.ru_maxrss),  # KiB on Linux
+        user + system,
+        None if profile_to is not None else peak_kib,
         int(found.group(1)),
         int(found.group(2)),
         output.strip(),
