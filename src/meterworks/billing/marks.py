@@ -23,6 +23,7 @@ from meterworks.db import tables as t
 from meterworks.db.dialect import excluded, upsert
 from meterworks.kit.instants import to_micros
 from meterworks.usage.ingest import NewEvent
+from meterworks.usage.ledger import known_hashes
 
 M = t.billing_late_marks.c
 INV = t.invoices.c
@@ -122,7 +123,7 @@ def refuse_finalized_periods(
     ]
     if not late:
         return []
-    known = _known_hashes(conn, organization_id, sorted({e.idempotency_key for _, e in late}))
+    known = known_hashes(conn, organization_id, sorted({e.idempotency_key for _, e in late}))
     return [
         {
             "index": index,
@@ -134,18 +135,3 @@ def refuse_finalized_periods(
         for index, event in late
         if known.get(event.idempotency_key) != event.payload_hash
     ]
-
-
-def _known_hashes(conn: Connection, organization_id: str, keys: list[str]) -> dict[str, str]:
-    e = t.usage_events.c
-    known: dict[str, str] = {}
-    for part in chunks(keys):
-        for row in conn.execute(
-            select(e.idempotency_key, e.payload_hash).where(
-                e.organization_id == organization_id,
-                e.revision == 0,
-                e.idempotency_key.in_(part),
-            )
-        ):
-            known[row.idempotency_key] = row.payload_hash
-    return known
