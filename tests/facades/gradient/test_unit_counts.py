@@ -153,6 +153,15 @@ def test_last_synced_at_follows_unit_counts(vendor: Vendor) -> None:
     expected = format_instant(vendor.server.clock.now())
     assert vendor.client.get("/organization").json()["lastSyncedAt"] == expected
 
+    # Kept to the second: a count within a second of it leaves it, a later one moves it.
+    first = vendor.server.clock.now()
+    for later, shown in ((timedelta(milliseconds=900), first), (timedelta(seconds=2), None)):
+        vendor.server.clock.set(first + later)
+        body = {"accountId": "acct-1", "unitCount": 2}
+        assert count(vendor, mapping.service_id, body).status_code == 201
+        wanted = format_instant(shown or first + later)
+        assert vendor.client.get("/organization").json()["lastSyncedAt"] == wanted
+
 
 # --- refusals: the vendor's status and shape, and nothing written -----------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -116,13 +116,18 @@ def set_status(conn: Connection, organization_id: str, status: str) -> None:
     _write_settings(conn, organization_id, {**settings, STATUS_KEY: status})
 
 
-def mark_synced(db: Database, organization_id: str, at: datetime, known: datetime | None) -> None:
-    """Record `at` as the last unit count, unless an equal or later one is already known.
+SYNC_RESOLUTION = timedelta(seconds=1)
 
-    The unit count is committed before this runs; failing here must not turn its 201 into an
-    error (the count is in the ledger), so a failure is logged and the timestamp left behind.
+
+def mark_synced(db: Database, organization_id: str, at: datetime, known: datetime | None) -> None:
+    """Record `at` as the last unit count, unless one less than a second older is known.
+
+    The time is kept to the second: a caller sending many counts a second pays this extra
+    durable write once a second, not once a call. The unit count is committed before this runs;
+    failing here must not turn its 201 into an error (the count is in the ledger), so a failure
+    is logged and the timestamp left behind.
     """
-    if known is not None and known >= at:
+    if known is not None and at - known < SYNC_RESOLUTION:
         return
     try:
         with db.transaction() as conn:
