@@ -85,6 +85,10 @@ def _reads(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str:
         )
         runs.append(result)
     table = report.markdown(reads.COLUMNS, [r for run in runs for r in reads.table_rows(run)])
+    by_wrk = [r for run in runs for r in reads.wrk_rows(run)]
+    if by_wrk:
+        table += "\n\nThe same reads from wrk (its latency is the server's):\n\n"
+        table += report.markdown(reads.WRK_COLUMNS, by_wrk)
     _save("reads", {"options": asdict(options), "runs": runs, "table": table})
     return table
 

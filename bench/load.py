@@ -211,8 +211,9 @@ def _first_error(results: mp.Queue[Any], clients: int) -> str:
 class RequestClient:
     """One process running `connections` request loops for `duration_s` seconds.
 
-    kind: `event` (one event per POST /v1/events), `usage` (GET a random subscription's
-    current usage) or `healthz` (the floor: the cheapest call that still reaches the database).
+    kind: `event` (one event per POST /v1/events), `usage` or `invoice-preview` (GET a random
+    subscription's current usage or invoice preview) or `healthz` (the floor: the cheapest call
+    that still reaches the database).
     """
 
     kind: str
@@ -250,9 +251,9 @@ async def _loop(
             response = await client.post(
                 "/v1/events", content=json.dumps({"events": [event]}).encode()
             )
-        elif spec.kind == "usage":
+        elif spec.kind in ("usage", "invoice-preview"):
             sub = spec.subscriptions[rng.randrange(len(spec.subscriptions))]
-            response = await client.get(f"/v1/subscriptions/{sub}/usage")
+            response = await client.get(f"/v1/subscriptions/{sub}/{spec.kind}")
         else:
             response = await client.get("/healthz")
         out.latencies.append(time.perf_counter() - sent)

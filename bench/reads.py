@@ -1,9 +1,9 @@
-"""Reads: current-period usage of random subscriptions, with many events stored.
+"""Reads: current-period usage and invoice previews of random subscriptions, many events stored.
 
 The ledger is filled first through the batched API (5,000 events a call, from two client
 processes); once the server has gone idle (it rebuilds billing views after the writes stop),
-`GET /v1/subscriptions/{id}/usage` is called for random subscriptions, alone and from
-concurrent connections. The floor is `GET /healthz` from the same clients.
+`GET /v1/subscriptions/{id}/usage` and `/invoice-preview` are called for random subscriptions,
+alone and from concurrent connections. The floor is `GET /healthz` from the same clients.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import wrk_reads
 from bench.databases import fresh_database
 from bench.load import BatchClient, run_batches, run_requests, wait_idle
 from bench.server import ServerProcess
@@ -36,7 +37,8 @@ class ReadsOptions:
 
 
 COLUMNS = (
-    "dialect", "events stored", "subscriptions", "connections", "reads/s", "p50 ms", "p99 ms",
+    "dialect", "events stored", "subscriptions", "read", "connections", "reads/s", "p50 ms",
+    "p99 ms",
     "floor reads/s", "floor p50 ms", "floor p99 ms", "server CPU µs/read",
 )  # fmt: skip
 
@@ -68,23 +70,40 @@ def run(dialect: str, workdir: Path, options: ReadsOptions) -> dict[str, Any]:
                 "server_pid": server.pid,
             }
             floor = run_requests("healthz", server.base_url, tenant.token, **common)
-            reads = run_requests(
-                "usage",
-                server.base_url,
-                tenant.token,
-                subscriptions=tenant.subscriptions,
-                **common,
-            )
-            for label, timed in (("healthz", floor), ("usage", reads)):
-                if timed.result.failures:
-                    raise LostOrDoubled(f"{dialect} {label}: {timed.result.failures[:3]}")
-            loads.append(
-                {
-                    "connections": processes * connections,
-                    "reads": summary(reads),
-                    "floor_healthz": summary(floor),
-                }
-            )
+            for kind in ("usage", "invoice-preview"):
+                reads = run_requests(
+                    kind,
+                    server.base_url,
+                    tenant.token,
+                    subscriptions=tenant.subscriptions,
+                    **common,
+                )
+                for label, timed in (("healthz", floor), (kind, reads)):
+                    if timed.result.failures:
+                        raise LostOrDoubled(f"{dialect} {label}: {timed.result.failures[:3]}")
+                loads.append(
+                    {
+                        "read": kind,
+                        "connections": processes * connections,
+                        "reads": summary(reads),
+                        "floor_healthz": summary(floor),
+                    }
+                )
+        measured_by_wrk = []
+        if wrk_reads.available():
+            for connections in (1, 16):
+                for kind in ("healthz", "usage", "invoice-preview"):
+                    measured_by_wrk.append(
+                        wrk_reads.measure(
+                            kind,
+                            server.base_url,
+                            tenant.token,
+                            list(tenant.subscriptions),
+                            connections=connections,
+                            duration_s=options.duration_s,
+                            server_pid=server.pid,
+                        )
+                    )
         peak_rss_kib = server.peak_rss_kib()
     return {
         "dialect": dialect,
@@ -96,6 +115,7 @@ def run(dialect: str, workdir: Path, options: ReadsOptions) -> dict[str, Any]:
         # How long the server kept working after the fill (and its check) before going idle.
         "settled_after_fill_s": round(settled_s, 1),
         "loads": loads,
+        "wrk": measured_by_wrk,
         "server_peak_rss_mib": round(peak_rss_kib / 1024, 1),
     }
 
@@ -107,8 +127,25 @@ def table_rows(result: dict[str, Any]) -> list[list[Any]]:
         rows.append(
             [
                 result["dialect"], result["events_stored"], result["subscriptions"],
-                load["connections"], r["requests_per_s"], r["p50_ms"], r["p99_ms"],
+                load["read"], load["connections"], r["requests_per_s"], r["p50_ms"], r["p99_ms"],
                 f["requests_per_s"], f["p50_ms"], f["p99_ms"], r["server_cpu_us_per_request"],
             ]
         )  # fmt: skip
     return rows
+
+
+WRK_COLUMNS = (
+    "dialect", "events stored", "read", "connections", "reads/s", "p50 ms", "p90 ms", "p99 ms",
+    "server CPU µs/read",
+)  # fmt: skip
+
+
+def wrk_rows(result: dict[str, Any]) -> list[list[Any]]:
+    return [
+        [
+            result["dialect"], result["events_stored"], m["read"], m["connections"],
+            m["requests_per_s"], m["p50_ms"], m["p90_ms"], m["p99_ms"],
+            m["server_cpu_us_per_request"],
+        ]
+        for m in result.get("wrk", [])
+    ]  # fmt: skip
