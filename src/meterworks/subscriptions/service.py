@@ -154,17 +154,19 @@ def create_subscription(
 
 def get_subscription(conn: Connection, organization_id: str, subscription_id: str) -> Subscription:
     row = conn.execute(
-        _joined().where(
-            t.subscriptions.c.organization_id == organization_id,
-            t.subscriptions.c.id == subscription_id,
-        )
+        _BY_ID, {"organization_id": organization_id, "subscription_id": subscription_id}
     ).first()
     if row is None:
         raise NotFound(f"subscription `{subscription_id}` not found", code="subscription_not_found")
     return subscription_from_row(row)
 
 
-# Built once: every ingested batch runs it (building a statement costs more than running it).
+# Built once: every usage read and ingested batch runs these (building a statement costs more
+# than running it).
+_BY_ID = _joined().where(
+    t.subscriptions.c.organization_id == bindparam("organization_id"),
+    t.subscriptions.c.id == bindparam("subscription_id"),
+)
 _BY_IDS = _joined().where(
     t.subscriptions.c.organization_id == bindparam("organization_id"),
     t.subscriptions.c.id.in_(bindparam("ids", expanding=True)),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from meterworks.catalog.meters import Aggregation, Meter, meters_by_ref
@@ -16,7 +16,7 @@ from meterworks.kit.instants import to_micros
 from meterworks.kit.periods import Period
 from meterworks.subscriptions.service import Subscription
 from meterworks.usage.aggregations import ZERO, Rollup, quantity
-from meterworks.usage.ledger import _rollup_from_row, latest_before, load_values
+from meterworks.usage.ledger import _rollup_from_row, load_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,37 @@ def charged_meters(
     return [found[i] for i in ids if i in found]
 
 
+# Built once, run on every usage read (building a statement costs more than running it).
+_R = t.usage_rollups.c
+_PERIOD_ROLLUPS = select(t.usage_rollups).where(
+    _R.organization_id == bindparam("organization_id"),
+    _R.subscription_id == bindparam("subscription_id"),
+    _R.meter_id.in_(bindparam("meter_ids", expanding=True)),
+    _R.period_start_us == bindparam("start_us"),
+)
+# Per level meter without a rollup in the period: its latest rollup before, whose level carries.
+_LATEST = (
+    select(_R.meter_id.label("mid"), func.max(_R.period_start_us).label("ps"))
+    .where(
+        _R.organization_id == bindparam("organization_id"),
+        _R.subscription_id == bindparam("subscription_id"),
+        _R.meter_id.in_(bindparam("meter_ids", expanding=True)),
+        _R.period_start_us < bindparam("start_us"),
+    )
+    .group_by(_R.meter_id)
+    .subquery()
+)
+_CARRIED_LEVELS = select(t.usage_rollups).join(
+    _LATEST,
+    and_(
+        _R.organization_id == bindparam("organization_id"),
+        _R.subscription_id == bindparam("subscription_id"),
+        _R.meter_id == _LATEST.c.mid,
+        _R.period_start_us == _LATEST.c.ps,
+    ),
+)
+
+
 def usage_for_period(
     conn: Connection,
     organization_id: str,
@@ -57,25 +88,20 @@ def usage_for_period(
     start_us = to_micros(period.start)
     until = min(period.end, max(now, period.start))
     until_us = to_micros(until)
-    r = t.usage_rollups.c
     rows: dict[str, Rollup] = {}
+    keys = {"organization_id": organization_id, "subscription_id": subscription.id}
     if meters:
         for row in conn.execute(
-            select(t.usage_rollups).where(
-                r.organization_id == organization_id,
-                r.subscription_id == subscription.id,
-                r.meter_id.in_([m.id for m in meters]),
-                r.period_start_us == start_us,
-            )
+            _PERIOD_ROLLUPS, {**keys, "meter_ids": [m.id for m in meters], "start_us": start_us}
         ):
             rows[row.meter_id] = _rollup_from_row(row)
     carried: dict[str, Decimal] = {}
-    missing = {
-        (subscription.id, m.id) for m in meters if m.aggregation.is_level and m.id not in rows
-    }
+    missing = [m.id for m in meters if m.aggregation.is_level and m.id not in rows]
     if missing:
-        for pair, rollup in latest_before(conn, organization_id, missing, start_us).items():
-            carried[pair[1]] = rollup.level
+        for row in conn.execute(
+            _CARRIED_LEVELS, {**keys, "meter_ids": missing, "start_us": start_us}
+        ):
+            carried[row.meter_id] = _rollup_from_row(row).level
     result = []
     for meter in meters:
         stored = rows.get(meter.id)
