@@ -235,6 +235,68 @@ def _parse_one(index: int, raw: Any, errors: _Errors) -> _Draft | None:
     )
 
 
+class _Kept:
+    """What ingestion looks up on every call and can never change once it exists.
+
+    A meter's id, key, aggregation and property are fixed at creation (only its name and
+    description change, and ingestion uses neither), and a plan never changes, so neither does
+    the set of meters it charges. Each process keeps what it has found; what it has not found
+    (a meter created since, by any process) is looked up in the database, and a miss is never
+    kept. Bounded: past `limit` entries a table starts again empty.
+    """
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self._limit = limit
+        self._meters: dict[tuple[str, str], Meter] = {}
+        self._plans: dict[tuple[str, str], frozenset[str]] = {}
+
+    def meters(self, conn: Connection, organization_id: str, refs: set[str]) -> dict[str, Meter]:
+        found: dict[str, Meter] = {}
+        unknown: set[str] = set()
+        for ref in refs:
+            meter = self._meters.get((organization_id, ref))
+            if meter is None:
+                unknown.add(ref)
+            else:
+                found[ref] = meter
+        if unknown:
+            looked_up = meters_by_ref(conn, organization_id, unknown)
+            if len(self._meters) + len(looked_up) > self._limit:
+                self._meters.clear()
+            for ref, meter in looked_up.items():
+                self._meters[(organization_id, ref)] = meter
+            found.update(looked_up)
+        return found
+
+    def plan_meters(
+        self, conn: Connection, organization_id: str, plan_ids: set[str]
+    ) -> dict[str, frozenset[str]]:
+        found = {
+            plan_id: kept
+            for plan_id in plan_ids
+            if (kept := self._plans.get((organization_id, plan_id))) is not None
+        }
+        unknown = plan_ids - found.keys()
+        if unknown:
+            sets: dict[str, set[str]] = {}
+            for row in conn.execute(
+                select(t.plan_meters.c.plan_id, t.plan_meters.c.meter_id).where(
+                    t.plan_meters.c.organization_id == organization_id,
+                    t.plan_meters.c.plan_id.in_(unknown),
+                )
+            ):
+                sets.setdefault(row.plan_id, set()).add(row.meter_id)
+            if len(self._plans) + len(sets) > self._limit:
+                self._plans.clear()
+            for plan_id, meter_ids in sets.items():
+                # Only plans with rows: a plan charging no meter is looked up again (cheap).
+                found[plan_id] = self._plans[(organization_id, plan_id)] = frozenset(meter_ids)
+        return found
+
+
+_KEPT = _Kept()
+
+
 def check_quantity(
     meter: Meter, operation: str, quantity: Decimal | None, properties: dict[str, Any] | None
 ) -> tuple[str, str, str] | None:
@@ -292,7 +354,7 @@ def prepare_batch(
     errors = _Errors()
     drafts = [d for i, raw in enumerate(raw_events) if (d := _parse_one(i, raw, errors))]
 
-    meters = meters_by_ref(conn, organization_id, {d.meter_ref for d in drafts})
+    meters = _KEPT.meters(conn, organization_id, {d.meter_ref for d in drafts})
     subs = subscriptions_by_id(
         conn, organization_id, {d.subscription_id for d in drafts if d.subscription_id}
     )
@@ -329,16 +391,9 @@ def prepare_batch(
             plan_meters[sub.id] = meter_ids
     missing_plans = {s.plan_id for s in subs.values() if s.id not in plan_meters}
     if missing_plans:
-        meter_sets: dict[str, set[str]] = {}
-        for row in conn.execute(
-            select(t.plan_meters.c.plan_id, t.plan_meters.c.meter_id).where(
-                t.plan_meters.c.organization_id == organization_id,
-                t.plan_meters.c.plan_id.in_(missing_plans),
-            )
-        ):
-            meter_sets.setdefault(row.plan_id, set()).add(row.meter_id)
+        meter_sets = _KEPT.plan_meters(conn, organization_id, missing_plans)
         for sub in subs.values():
-            plan_meters.setdefault(sub.id, meter_sets.get(sub.plan_id, set()))
+            plan_meters.setdefault(sub.id, set(meter_sets.get(sub.plan_id, ())))
 
     now_us = to_micros(now)
     horizon_us = now_us + future_tolerance_seconds * 1_000_000
