@@ -373,3 +373,19 @@ def test_an_oversized_body_is_413(api: Api) -> None:
     response = api.client.post("/v1/events", content=chunks())
     assert error_of(response, 413)["code"] == "payload_too_large"
     assert api.ledger_rows() == 0
+
+
+def test_a_meter_created_after_a_refusal_is_found_at_once(api: Api) -> None:
+    # Each process keeps the meters it has found, never the ones it has not.
+    setup = api.metered("sum")
+    early = [event(subscription_id=setup.id, meter="created_later", quantity=1)]
+    assert error_of(api.send(early), 422)["details"][0]["code"] == "meter_not_found"
+    later = api.meter("sum", key="created_later")
+    plan = api.plan([later])
+    sub = api.subscription(setup.customer["id"], plan["id"])
+    kept = [event(subscription_id=sub["id"], meter="created_later", quantity=2)]
+    assert api.record(kept) == {"accepted": 1, "duplicates": 0}
+    assert api.quantities(sub["id"]) == {"created_later": "2"}
+    # The meter of the first plan is still known and still charged only by that plan.
+    wrong = [event(subscription_id=setup.id, meter="created_later", quantity=1)]
+    assert error_of(api.send(wrong), 422)["details"][0]["code"] == "meter_not_in_plan"
