@@ -55,5 +55,5 @@ $(STAMP): pyproject.toml | $(BIN)/python
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist src/*.egg-info
 	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
-	find . -path ./.git -prune -o -type f \( -name '*.db' -o -name '*.db-wal' -o -name '*.db-shm' \) \
+	find . -path ./.git -prune -o -type f \( -name '*.db' -o -name '*.db-wal' -o -name '*.db-shm' -o -name '*.db-writers.lock' \) \
 		-exec rm -f {} +

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -106,6 +110,7 @@ class Database:
             if is_sqlite(self.url)
             else self.engine
         )
+        self._writers = _WriterTurns.for_database(self.engine)
 
     @property
     def dialect(self) -> str:
@@ -115,7 +120,7 @@ class Database:
     def transaction(self) -> Iterator[Connection]:
         """One unit of work: commits on success, rolls back on any error."""
         try:
-            with self.engine.begin() as conn:
+            with self._writers.turn(), self.engine.begin() as conn:
                 yield conn
         except OperationalError as exc:
             raise Unavailable("the database is not available, retry later") from exc
@@ -144,3 +149,85 @@ class Database:
         self.engine.dispose()
         if self._read_engine is not self.engine:
             self._read_engine.dispose()
+        self._writers.close()
+
+
+class _WriterTurns:
+    """Write transactions on one SQLite file take turns through a lock file, across processes.
+
+    SQLite lets one writer in at a time; the others poll with growing sleeps (its busy handler,
+    up to 100 ms apart) and can be passed over again and again, so with several server
+    processes some commits waited seconds. Here a waiting writer tries an `flock` on
+    `<database>-writers.lock` every millisecond, so the next one is in within about a
+    millisecond of the last commit. A thread lock orders the process's own threads first (an
+    flock is held by a file description, shared by every thread using it); only the outermost
+    transaction of a thread takes the turn. Either wait gives up after `WAIT_S`, as SQLite's
+    busy timeout does. PostgreSQL and in-memory SQLite need none of this: their turn is a no-op.
+    """
+
+    WAIT_S = 30.0
+    POLL_S = 0.001
+
+    def __init__(self, path: str | None) -> None:
+        self._threads = threading.RLock()
+        self._depth = 0
+        self._path = path
+        self._fd: int | None = None
+
+    def _file(self) -> int | None:
+        """The lock file, opened on first use; None where it cannot be (SQLite will say why)."""
+        if self._fd is None and self._path is not None:
+            try:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                return None
+        return self._fd
+
+    @classmethod
+    def for_database(cls, engine: Engine) -> _WriterTurns:
+        database = engine.url.database
+        if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            return cls(None)
+        return cls(f"{database}-writers.lock")
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        if self._path is None:
+            yield
+            return
+        if not self._threads.acquire(timeout=self.WAIT_S):
+            raise Unavailable("the database is busy, retry later")
+        try:
+            fd = self._file()
+            if fd is None:
+                yield
+                return
+            self._depth += 1
+            if self._depth == 1:
+                self._take(fd)
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def _take(self, fd: int) -> None:
+        deadline = time.monotonic() + self.WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self._depth -= 1
+                    raise Unavailable("the database is busy, retry later") from None
+                time.sleep(self.POLL_S)
+
+    def close(self) -> None:
+        with self._threads:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
