@@ -17,12 +17,13 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
-from meterworks.billing import bulk, store
+from meterworks.billing import store
 from meterworks.billing.compose import Composer, Composition, first_period, period_at
 from meterworks.billing.loader import PageLoader
 from meterworks.billing.model import InvoiceKind, InvoiceStatus
 from meterworks.billing.progress import DraftRef, Progress, marked
 from meterworks.catalog.plans import Plan
+from meterworks.db import bulk
 from meterworks.db import tables as t
 from meterworks.kit.ids import new_id
 from meterworks.kit.periods import Period

@@ -16,8 +16,9 @@ from sqlalchemy import and_, delete, func, select, text
 from sqlalchemy.engine import Connection, Row
 
 from meterworks.catalog.meters import Aggregation, Meter
+from meterworks.db import bulk
 from meterworks.db import tables as t
-from meterworks.db.dialect import excluded, insert_ignore, insert_rows, upsert
+from meterworks.db.dialect import excluded, insert_ignore, upsert
 from meterworks.db.engine import dumps as stored_json
 from meterworks.errors import Conflict, MeterworksError
 from meterworks.subscriptions.service import Subscription
@@ -176,7 +177,7 @@ def append(
             next_seq += 1
         outcomes.append(BatchOutcome(accepted=len(new), duplicates=duplicates))
     if fresh:
-        insert_rows(
+        bulk.insert(
             conn,
             t.usage_events,
             _EVENT_COLUMNS,

@@ -1,11 +1,11 @@
-"""Many rows of the billing tables at once, handed to the driver: the billing run's writes.
+"""Many rows at once, handed to the driver: the ledger's appends and the billing run's writes.
 
-Through SQLAlchemy, a page's thousands of invoice lines cost more in per-row parameter handling
-(a bind processor per value, a JSON dump per line) than the database's own work. Here each value
-still goes through its column type's own bind processor, so what is stored is exactly what an
-ordinary statement stores, but a value many rows share (the page's instants, ids, the details of
-a plan's fixed lines) is converted once per call, and the rows go to the driver's `executemany`
-(or COPY, for a plain insert on PostgreSQL).
+Through SQLAlchemy, thousands of rows cost more in per-row parameter handling (a bind processor
+per value, a JSON dump per document) than the database's own work. Here each value still goes
+through its column type's own bind processor, so what is stored is exactly what an ordinary
+statement stores, but a value many rows share (instants, ids, a plan's line details) is converted
+once per call, and the rows go to the driver's `executemany` (or COPY, for a plain insert on
+PostgreSQL).
 """
 
 from __future__ import annotations
@@ -61,9 +61,16 @@ def _converter(conn: Connection, table: Table, name: str) -> Convert | None:
 
 
 def _converted(
-    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    json_text: frozenset[str] = frozenset(),
 ) -> list[tuple[Any, ...]]:
-    converters = [(i, _converter(conn, table, name)) for i, name in enumerate(columns)]
+    converters = [
+        (i, None if name in json_text else _converter(conn, table, name))
+        for i, name in enumerate(columns)
+    ]
     active = [(i, convert) for i, convert in converters if convert is not None]
     out = []
     for row in rows:
@@ -92,15 +99,16 @@ def insert(
     rows: Sequence[Sequence[Any]],
     *,
     skip_conflicts: bool = False,
+    json_text: frozenset[str] = frozenset(),
 ) -> int:
     """Insert `rows` (values in `columns` order); the number of rows written.
 
     With `skip_conflicts`, a row that conflicts with a unique index is skipped (ON CONFLICT DO
-    NOTHING) and not counted.
+    NOTHING) and not counted. Columns named in `json_text` already hold their JSON text.
     """
     if not rows:
         return 0
-    values = _converted(conn, table, columns, rows)
+    values = _converted(conn, table, columns, rows, json_text)
     names = ", ".join(_names(conn, columns))
     if conn.dialect.name == "postgresql" and not skip_conflicts:
         _copy(conn, f"COPY {table.name} ({names}) FROM STDIN", values)
@@ -135,7 +143,7 @@ def update(
 
 
 def _copy(conn: Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
-    """COPY in the connection's transaction (PostgreSQL)."""
+    """COPY in the connection's transaction: the fastest way PostgreSQL takes many rows."""
     import psycopg
 
     driver = conn.connection.driver_connection
