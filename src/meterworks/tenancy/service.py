@@ -197,15 +197,25 @@ class Authenticator:
         self, conn_factory: Callable[[], AbstractContextManager[Connection]], token: str
     ) -> str:
         key_id, secret = split_token(token)
-        cache_key = _hash(token)
+        return self._verified(
+            _hash(token), conn_factory, lambda conn: verify_key(conn, key_id, secret)
+        )
+
+    def _verified(
+        self,
+        cache_key: str,
+        conn_factory: Callable[[], AbstractContextManager[Connection]],
+        verify: Callable[[Connection], str],
+    ) -> str:
+        """The cached answer, else `verify`'s (kept only when it succeeds)."""
         hit = self._get(cache_key)
         if hit is not None:
             return hit
         verified_at = time.monotonic()
         with conn_factory() as conn:
-            organization_id = verify_key(conn, key_id, secret)
-        self._put(cache_key, organization_id, verified_at)
-        return organization_id
+            value = verify(conn)
+        self._put(cache_key, value, verified_at)
+        return value
 
     @staticmethod
     def _partner_cache_key(organization_id: str, partner_key: str) -> str:
@@ -223,12 +233,8 @@ class Authenticator:
         partner_key: str,
     ) -> str:
         """The partner id of this organization's partner key, or Unauthorized."""
-        cache_key = self._partner_cache_key(organization_id, partner_key)
-        hit = self._get(cache_key)
-        if hit is not None:
-            return hit
-        verified_at = time.monotonic()
-        with conn_factory() as conn:
-            partner_id = verify_partner_key(conn, organization_id, partner_key)
-        self._put(cache_key, partner_id, verified_at)
-        return partner_id
+        return self._verified(
+            self._partner_cache_key(organization_id, partner_key),
+            conn_factory,
+            lambda conn: verify_partner_key(conn, organization_id, partner_key),
+        )
