@@ -14,12 +14,17 @@ from meterworks.usage.writer import LedgerWriter
 from tests.api.builders import NOW, Api, event
 
 
+def own_writer(api: Api) -> tuple[LedgerWriter, UsageService]:
+    """A writer (not started) and a usage service over it, beside the server's own."""
+    writer = LedgerWriter(api.server.db, FrozenClock(NOW))
+    return writer, UsageService(api.server.db, writer, FrozenClock(NOW), api.server.settings)
+
+
 def test_a_write_that_does_not_commit_in_time_is_unavailable_and_safe_to_retry(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     setup = api.metered("sum")
-    writer = LedgerWriter(api.server.db, FrozenClock(NOW))
-    usage = UsageService(api.server.db, writer, FrozenClock(NOW), api.server.settings)
+    writer, usage = own_writer(api)
     release = threading.Event()
     writer.start()
     try:
@@ -44,8 +49,7 @@ def test_a_write_that_does_not_commit_in_time_is_unavailable_and_safe_to_retry(
 
 def test_a_stopped_writer_refuses_with_unavailable(api: Api) -> None:
     setup = api.metered("sum")
-    writer = LedgerWriter(api.server.db, FrozenClock(NOW))
-    usage = UsageService(api.server.db, writer, FrozenClock(NOW), api.server.settings)
+    _, usage = own_writer(api)
     batch = [event(subscription_id=setup.id, meter=setup.key("sum"))]
     with pytest.raises(Unavailable):
         usage.record(api.org.id, batch, source="native")
@@ -58,8 +62,7 @@ def test_a_caller_that_gives_up_before_its_turn_is_not_written_and_the_writer_li
     import asyncio
 
     setup = api.metered("sum")
-    writer = LedgerWriter(api.server.db, FrozenClock(NOW))
-    usage = UsageService(api.server.db, writer, FrozenClock(NOW), api.server.settings)
+    writer, usage = own_writer(api)
     release = threading.Event()
     writer.start()
     try:
