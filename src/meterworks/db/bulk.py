@@ -65,13 +65,15 @@ def _converted(
     table: Table,
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
-    json_text: frozenset[str] = frozenset(),
-) -> list[tuple[Any, ...]]:
+    ready: frozenset[str] = frozenset(),
+) -> Sequence[Sequence[Any]]:
     converters = [
-        (i, None if name in json_text else _converter(conn, table, name))
+        (i, None if name in ready else _converter(conn, table, name))
         for i, name in enumerate(columns)
     ]
     active = [(i, convert) for i, convert in converters if convert is not None]
+    if not active:
+        return rows
     out = []
     for row in rows:
         values = list(row)
@@ -99,16 +101,17 @@ def insert(
     rows: Sequence[Sequence[Any]],
     *,
     skip_conflicts: bool = False,
-    json_text: frozenset[str] = frozenset(),
+    ready: frozenset[str] = frozenset(),
 ) -> int:
     """Insert `rows` (values in `columns` order); the number of rows written.
 
     With `skip_conflicts`, a row that conflicts with a unique index is skipped (ON CONFLICT DO
-    NOTHING) and not counted. Columns named in `json_text` already hold their JSON text.
+    NOTHING) and not counted. Columns named in `ready` already hold what the driver is to get
+    (a JSON column its JSON text, an exact decimal its text), and are not converted again.
     """
     if not rows:
         return 0
-    values = _converted(conn, table, columns, rows, json_text)
+    values = _converted(conn, table, columns, rows, ready)
     names = ", ".join(_names(conn, columns))
     if conn.dialect.name == "postgresql" and not skip_conflicts:
         _copy(conn, f"COPY {table.name} ({names}) FROM STDIN", values)
@@ -142,7 +145,7 @@ def update(
     return int(result.rowcount)
 
 
-def _copy(conn: Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
+def _copy(conn: Connection, statement: str, rows: Sequence[Sequence[Any]]) -> None:
     """COPY in the connection's transaction: the fastest way PostgreSQL takes many rows."""
     import psycopg
 

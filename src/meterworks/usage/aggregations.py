@@ -78,10 +78,11 @@ def apply(rollup: Rollup, entry: Entry, aggregation: Aggregation, sign: int = 1)
     the others are order-free, and `sign=-1` takes an entry back out (corrections).
     """
     with localcontext(EXACT):
-        _apply(rollup, entry, aggregation, sign)
+        fold(rollup, entry, aggregation, sign)
 
 
-def _apply(rollup: Rollup, entry: Entry, aggregation: Aggregation, sign: int) -> None:
+def fold(rollup: Rollup, entry: Entry, aggregation: Aggregation, sign: int = 1) -> None:
+    """`apply` for a caller already inside `localcontext(EXACT)` (many entries at a time)."""
     if aggregation.is_level:
         if sign != 1:
             raise ValueError("level rollups are rebuilt, not un-applied")

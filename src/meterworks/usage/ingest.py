@@ -28,6 +28,7 @@ from meterworks.subscriptions.service import (
     subscriptions_by_id,
     subscriptions_charging,
 )
+from meterworks.usage.periods import PeriodFinder
 
 MAX_KEY_LENGTH = 255
 MAX_PROPERTIES_BYTES = 16 * 1024
@@ -49,12 +50,12 @@ class NewEvent:
     payload_hash: str
     # `properties` as the ledger stores it (the JSON column's text), encoded once on the way in.
     properties_json: str | None = None
-
-    @property
-    def unique_value(self) -> str | None:
-        if self.meter.aggregation is not Aggregation.UNIQUE_COUNT or self.meter.property is None:
-            return None
-        return property_value(self.properties, self.meter.property)
+    # Worked out while the batch is validated, in parallel request threads, so the ledger's one
+    # writer only stores them: the start of the billing period `ts_us` falls in (µs), the
+    # value a unique_count meter counts, and `quantity` as the ledger column stores it.
+    period_start_us: int = 0
+    unique_value: str | None = None
+    quantity_text: str = ""
 
 
 def property_value(properties: dict[str, Any] | None, name: str) -> str | None:
@@ -399,6 +400,7 @@ def prepare_batch(
     horizon_us = now_us + future_tolerance_seconds * 1_000_000
     # Each subscription's window [starts_at, ends_at) in µs, the unit events are compared in.
     windows: dict[str, tuple[int, int]] = {}
+    finders: dict[str, PeriodFinder] = {}
     no_end = 2**63
     events: list[NewEvent] = []
     for d in drafts:
@@ -468,6 +470,14 @@ def prepare_batch(
             errors.add(d.index, *problem)
             continue
         quantity = d.quantity if d.quantity is not None else Decimal(1)
+        finder = finders.get(sub.id)
+        if finder is None:
+            finder = finders[sub.id] = PeriodFinder(sub)
+        unique = (
+            property_value(d.properties, meter.property)
+            if meter.property is not None and meter.aggregation is Aggregation.UNIQUE_COUNT
+            else None
+        )
         events.append(
             NewEvent(
                 idempotency_key=d.key,
@@ -482,6 +492,9 @@ def prepare_batch(
                     sub.id, meter.id, ts_us, d.operation, quantity, d.properties_hashed
                 ),
                 properties_json=d.properties_json,
+                period_start_us=finder.start_of(ts_us),
+                unique_value=unique,
+                quantity_text=format(quantity, "f"),
             )
         )
     if errors.items:

@@ -6,10 +6,11 @@ organization's sequence row: that lock is what makes dedupe-then-insert safe acr
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from sqlalchemy import and_, delete, func, select, text
@@ -22,7 +23,16 @@ from meterworks.db.dialect import excluded, insert_ignore, upsert
 from meterworks.db.engine import dumps as stored_json
 from meterworks.errors import Conflict, MeterworksError
 from meterworks.subscriptions.service import Subscription
-from meterworks.usage.aggregations import ZERO, Entry, Rollup, apply, opened, recompute, to_row
+from meterworks.usage.aggregations import (
+    EXACT,
+    ZERO,
+    Entry,
+    Rollup,
+    fold,
+    opened,
+    recompute,
+    to_row,
+)
 from meterworks.usage.ingest import NewEvent, property_value
 from meterworks.usage.periods import PeriodFinder
 
@@ -37,13 +47,19 @@ _EVENT_COLUMNS = [
 ]  # fmt: skip
 
 
-_JSON_TEXT = frozenset({"properties"})
+# Every column of a ledger row is handed to the driver as it is: the properties as their JSON
+# text and the quantity as its exact text, both made while the batch was validated.
+_READY = frozenset(_EVENT_COLUMNS)
 
 
 def _properties_text(event: NewEvent) -> str | None:
     if event.properties_json is not None or event.properties is None:
         return event.properties_json
     return stored_json(event.properties)
+
+
+def _quantity_text(event: NewEvent) -> str:
+    return event.quantity_text or format(event.quantity, "f")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +112,13 @@ _PROBE_KEYS = text(
 )
 
 
+_PROBE_KEYS_SQLITE = (
+    "SELECT e.idempotency_key, e.payload_hash FROM json_each(?2) AS k"
+    " CROSS JOIN usage_events AS e"  # CROSS: the keys drive, one index probe each
+    " WHERE e.organization_id = ?1 AND e.idempotency_key = k.value AND e.revision = 0"
+)
+
+
 def known_hashes(conn: Connection, organization_id: str, keys: list[str]) -> dict[str, str]:
     """The payload hash of each of these keys' original event, for the keys already used."""
     known: dict[str, str] = {}
@@ -107,16 +130,12 @@ def known_hashes(conn: Connection, organization_id: str, keys: list[str]) -> dic
                 if hashed is not None:
                     known[key] = hashed
         return known
-    e = t.usage_events.c
-    for part in _chunks(keys):
-        for row in conn.execute(
-            select(e.idempotency_key, e.payload_hash).where(
-                e.organization_id == organization_id,
-                e.revision == 0,
-                e.idempotency_key.in_(part),
-            )
+    # SQLite: the keys go in as one JSON array, each probing the unique index.
+    for part in _chunks(keys, 10_000):
+        for key, hashed in conn.exec_driver_sql(
+            _PROBE_KEYS_SQLITE, (organization_id, json.dumps(list(part)))
         ):
-            known[row.idempotency_key] = row.payload_hash
+            known[key] = hashed
     return known
 
 
@@ -184,12 +203,12 @@ def append(
             [
                 (
                     organization_id, seq, e.idempotency_key, 0, "event", e.subscription.id,
-                    e.meter.id, e.ts_us, e.operation, e.quantity, _properties_text(e),
+                    e.meter.id, e.ts_us, e.operation, _quantity_text(e), _properties_text(e),
                     e.source, received_at_us, e.payload_hash,
                 )
                 for e, seq in fresh
             ],
-            json_text=_JSON_TEXT,
+            ready=_READY,
         )  # fmt: skip
         advance_sequence(conn, organization_id, next_seq)
         update_rollups(conn, organization_id, fresh)
@@ -347,34 +366,74 @@ def save_rollups(
 def update_rollups(
     conn: Connection, organization_id: str, fresh: Sequence[tuple[NewEvent, int]]
 ) -> None:
-    """Fold newly appended events into the running totals (same transaction as the events)."""
-    finders: dict[str, PeriodFinder] = {}
+    """Fold newly appended events into the running totals (same transaction as the events).
+
+    Each event's period and unique value were worked out during validation. Order-free meters
+    (sum, count, unique_count) are summed per (pair, period) first and added to the stored row
+    once; level meters are folded event by event, in order, or rebuilt when an event arrives
+    behind the stored position.
+    """
     meters: dict[str, Meter] = {}
     subs: dict[str, Subscription] = {}
-    by_pair: dict[Pair, list[tuple[int, Entry]]] = defaultdict(list)
-    for event, seq in fresh:
-        sub = event.subscription
-        finder = finders.get(sub.id)
-        if finder is None:
-            finder = finders[sub.id] = PeriodFinder(sub)
-        meters[event.meter.id] = event.meter
-        subs[sub.id] = sub
-        entry = Entry(event.ts_us, seq, event.operation, event.quantity, event.unique_value)
-        by_pair[(sub.id, event.meter.id)].append((finder.start_of(event.ts_us), entry))
+    levels: dict[Pair, list[tuple[int, Entry]]] = defaultdict(list)
+    # (pair, period) -> [event count, total of `add` quantities, unique values seen]
+    sums: dict[tuple[Pair, int], list[Any]] = {}
+    min_start = None
+    with localcontext(EXACT):
+        for event, seq in fresh:
+            meter = event.meter
+            sub = event.subscription
+            meters[meter.id] = meter
+            subs[sub.id] = sub
+            pair = (sub.id, meter.id)
+            start = event.period_start_us
+            if min_start is None or start < min_start:
+                min_start = start
+            if meter.aggregation.is_level:
+                entry = Entry(event.ts_us, seq, event.operation, event.quantity)
+                levels[pair].append((start, entry))
+                continue
+            held = sums.get((pair, start))
+            if held is None:
+                held = sums[(pair, start)] = [0, ZERO, None]
+            held[0] += 1
+            if event.operation == "add":
+                held[1] += event.quantity
+            if event.unique_value is not None:
+                if held[2] is None:
+                    held[2] = {}
+                held[2][event.unique_value] = held[2].get(event.unique_value, 0) + 1
+    if min_start is None:
+        return
 
-    min_start = min(start for items in by_pair.values() for start, _ in items)
-    loaded = load_rollups(conn, organization_id, set(by_pair), min_start)
-    level_pairs = {p for p in by_pair if meters[p[1]].aggregation.is_level}
-    without_rows = {p for p in level_pairs if not loaded.get(p)}
+    pairs = set(levels) | {pair for pair, _ in sums}
+    loaded = load_rollups(conn, organization_id, pairs, min_start)
+    without_rows = {p for p in levels if not loaded.get(p)}
     earlier = latest_before(conn, organization_id, without_rows, min_start)
 
     changed: list[tuple[Pair, Rollup, bool]] = []
-    for pair, items in by_pair.items():
-        aggregation = meters[pair[1]].aggregation
-        rows = loaded.get(pair, {})
-        if aggregation is Aggregation.UNIQUE_COUNT:
-            load_values(conn, organization_id, pair, rows)
-        if aggregation.is_level:
+    values_loaded: set[Pair] = set()
+    with localcontext(EXACT):
+        for (pair, start), (count, total, values) in sums.items():
+            aggregation = meters[pair[1]].aggregation
+            rows = loaded.setdefault(pair, {})
+            with_values = aggregation is Aggregation.UNIQUE_COUNT
+            if with_values and pair not in values_loaded:
+                load_values(conn, organization_id, pair, rows)
+                values_loaded.add(pair)
+            rollup = rows.get(start)
+            if rollup is None:
+                rollup = rows[start] = opened(start, aggregation, ZERO)
+            rollup.event_count += count
+            rollup.total += total
+            if values:
+                held_values = rollup.values
+                for value, occurrences in values.items():
+                    held_values[value] = held_values.get(value, 0) + occurrences
+            changed.append((pair, rollup, with_values))
+        for pair, items in levels.items():
+            aggregation = meters[pair[1]].aggregation
+            rows = loaded.get(pair, {})
             items.sort(key=lambda item: (item[1].ts_us, item[1].seq))
             frontier = rows[max(rows)] if rows else earlier.get(pair)
             first_start, first = items[0]
@@ -392,20 +451,10 @@ def update_rollups(
                 if rollup is None:
                     carried = current.level if current is not None else ZERO
                     rollup = rows[start] = opened(start, aggregation, carried)
-                apply(rollup, entry, aggregation)
+                fold(rollup, entry, aggregation)
                 touched[start] = rollup
                 current = rollup
             changed.extend((pair, rollup, False) for rollup in touched.values())
-        else:
-            touched = {}
-            for start, entry in items:
-                rollup = rows.get(start)
-                if rollup is None:
-                    rollup = rows[start] = opened(start, aggregation, ZERO)
-                apply(rollup, entry, aggregation)
-                touched[start] = rollup
-            with_values = aggregation is Aggregation.UNIQUE_COUNT
-            changed.extend((pair, rollup, with_values) for rollup in touched.values())
     save_rollups(conn, organization_id, changed)
 
 
