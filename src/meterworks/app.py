@@ -15,6 +15,7 @@ from meterworks import __version__
 from meterworks.api import billing, catalog, customers, events, subscriptions, tenancy
 from meterworks.api.context import AppContext
 from meterworks.api.errors import install_error_handlers
+from meterworks.api.routes import add_routes
 from meterworks.billing.service import BillingService
 from meterworks.config import Settings
 from meterworks.db.engine import Database
@@ -145,6 +146,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     # other route. No two of these share a path, so the order changes no answer.
     mount_facades(app, context)
     for module in (events, catalog, customers, subscriptions, tenancy, billing):
-        app.include_router(module.router, prefix="/v1")
+        add_routes(app, module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -23,7 +23,7 @@ from meterworks.errors import InvalidInput
 from meterworks.kit.decimals import DecimalInputError, parse_decimal
 from meterworks.kit.instants import format_instant
 
-router = APIRouter(route_class=DecimalRoute, tags=["billing"])
+router = APIRouter(prefix="/v1", route_class=DecimalRoute, tags=["billing"])
 
 
 def billing(context: AppContext) -> BillingService:

@@ -13,7 +13,7 @@ from meterworks.api.jsonbody import DecimalRoute
 from meterworks.api.schemas import MeterOut, PlanOut
 from meterworks.catalog import meters, plans
 
-router = APIRouter(route_class=DecimalRoute, tags=["catalog"])
+router = APIRouter(prefix="/v1", route_class=DecimalRoute, tags=["catalog"])
 
 
 class MeterIn(BaseModel):

@@ -14,7 +14,7 @@ from meterworks.api.schemas import CustomerOut, DecimalIn
 from meterworks.customers import service
 from meterworks.errors import InvalidInput
 
-router = APIRouter(route_class=DecimalRoute, tags=["customers"])
+router = APIRouter(prefix="/v1", route_class=DecimalRoute, tags=["customers"])
 
 
 class CustomerIn(BaseModel):

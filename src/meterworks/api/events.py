@@ -15,7 +15,7 @@ from meterworks.api.schemas import EventOut, IngestOut
 from meterworks.errors import InvalidInput
 from meterworks.usage.service import UNSET
 
-router = APIRouter(route_class=DecimalRoute, tags=["events"])
+router = APIRouter(prefix="/v1", route_class=DecimalRoute, tags=["events"])
 
 
 class EventIn(BaseModel):

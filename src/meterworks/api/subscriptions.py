@@ -14,7 +14,7 @@ from meterworks.api.schemas import SubscriptionOut, UsageOut, instant_field
 from meterworks.subscriptions import service
 from meterworks.usage.reading import usage_for_period
 
-router = APIRouter(route_class=DecimalRoute, tags=["subscriptions"])
+router = APIRouter(prefix="/v1", route_class=DecimalRoute, tags=["subscriptions"])
 
 
 class SubscriptionIn(BaseModel):

@@ -10,7 +10,7 @@ from meterworks.api.context import Context
 from meterworks.api.jsonbody import DecimalRoute
 from meterworks.tenancy import service
 
-router = APIRouter(route_class=DecimalRoute, tags=["organization"])
+router = APIRouter(prefix="/v1", route_class=DecimalRoute, tags=["organization"])
 
 
 class OrganizationOut(BaseModel):

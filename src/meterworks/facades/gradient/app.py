@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from meterworks import __version__
 from meterworks.api.context import AppContext
+from meterworks.api.routes import add_routes
 from meterworks.errors import (
     Conflict,
     Forbidden,
@@ -118,5 +119,5 @@ def create_app(context: AppContext) -> FastAPI:
     sub_app.state.gradient_limiter = TokenBuckets(context.settings.gradient_rate_limit_per_second)
     install_error_handlers(sub_app)
     for module in (services, counts, organization):
-        sub_app.include_router(module.router)
+        add_routes(sub_app, module.router)
     return sub_app

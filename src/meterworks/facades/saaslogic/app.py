@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from meterworks import __version__
 from meterworks.api.context import AppContext
+from meterworks.api.routes import add_routes
 from meterworks.facades.saaslogic import customers, invoices, plans, subscriptions, tokens, usage
 from meterworks.facades.saaslogic.errors import install_error_handlers
 
@@ -22,5 +23,5 @@ def create_app(context: AppContext) -> FastAPI:
     context.extensions[tokens.EXTENSION] = tokens.TokenService(context)
     install_error_handlers(sub_app)
     for module in (tokens, usage, subscriptions, customers, plans, invoices):
-        sub_app.include_router(module.router)
+        add_routes(sub_app, module.router)
     return sub_app

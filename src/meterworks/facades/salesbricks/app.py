@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from meterworks.api.context import AppContext
+from meterworks.api.routes import add_routes
 from meterworks.facades.salesbricks import rest_reads, rest_usage
 from meterworks.facades.salesbricks.graphql_api import create_graphql_app
 from meterworks.facades.salesbricks.rest_errors import install_rest_error_handlers
@@ -23,8 +24,8 @@ def create_rest_app(context: AppContext) -> FastAPI:
     )
     app.state.context = context
     install_rest_error_handlers(app)
-    app.include_router(rest_usage.router)
-    app.include_router(rest_reads.router)
+    add_routes(app, rest_usage.router)
+    add_routes(app, rest_reads.router)
     return app
 
 
