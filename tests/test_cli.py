@@ -301,3 +301,27 @@ def _record_from_many_connections(base: str, token: str) -> None:
         f"{base}/v1/subscriptions/{sub['id']}/usage", params={"at": when}, headers=headers
     ).json()
     assert [m["quantity"] for m in usage["meters"]] == ["150"]
+
+
+@pytest.mark.parametrize("flag", [None, "--access-log"])
+def test_serve_logs_each_request_only_when_asked(flag: str | None, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    port = _free_port()
+    env = {**os.environ, "METERWORKS_SCHEDULER_ENABLED": "false"}
+    env.pop("METERWORKS_DATABASE_URL", None)
+    env.pop("METERWORKS_ACCESS_LOG", None)
+    command = [sys.executable, "-m", "meterworks", "serve", "--db", url, "--port", str(port)]
+    process = subprocess.Popen(
+        command + ([flag] if flag else []),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    try:
+        _await_health(f"http://127.0.0.1:{port}", process)
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/meters").status_code == 401
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    logged = b'"GET /v1/meters HTTP/1.1" 401' in output
+    assert logged is (flag == "--access-log"), output
+    assert b"listening on" in output  # start-up is logged either way

@@ -83,13 +83,19 @@ def serve(
         int | None,
         typer.Option(help="server processes, e.g. one per core (default 1)", min=1, max=64),
     ] = None,
+    access_log: Annotated[
+        bool | None,
+        typer.Option("--access-log/--no-access-log", help="log every request (default off)"),
+    ] = None,
 ) -> None:
     """Run the API (and the billing scheduler)."""
     import uvicorn
 
     from meterworks.app import create_app
 
-    settings = _settings(db).with_overrides(host=host, port=port, workers=workers)
+    settings = _settings(db).with_overrides(
+        host=host, port=port, workers=workers, access_log=access_log
+    )
     base = f"http://{settings.host}:{settings.port}"
     err.print(f"[bold]meterworks[/bold] listening on [cyan]{base}[/cyan]")
     err.print(f"  database: {_where(settings.database_url)}")
@@ -107,6 +113,7 @@ def serve(
             METERWORKS_DATABASE_URL=settings.database_url,
             METERWORKS_HOST=settings.host,
             METERWORKS_PORT=str(settings.port),
+            METERWORKS_ACCESS_LOG="1" if settings.access_log else "0",
         )
         uvicorn.run(
             "meterworks.cli:application_from_environment",
@@ -115,10 +122,17 @@ def serve(
             host=settings.host,
             port=settings.port,
             log_level="info",
+            access_log=settings.access_log,
         )
         return
     application = create_app(settings)
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=settings.access_log,
+    )
 
 
 def application_from_environment() -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import bindparam, case, delete, func, select
 from sqlalchemy.engine import Connection
 
 from meterworks.billing.model import InvoiceKind, InvoiceStatus
@@ -39,17 +39,26 @@ def finalized_through(
     found: dict[str, int] = {}
     for part in chunks(list(subscription_ids)):
         for row in conn.execute(
-            select(INV.subscription_id, func.max(INV.period_end).label("through"))
-            .where(
-                INV.organization_id == organization_id,
-                INV.subscription_id.in_(part),
-                INV.kind == InvoiceKind.PERIOD.value,
-                INV.status != InvoiceStatus.DRAFT.value,
-            )
-            .group_by(INV.subscription_id)
+            _FINALIZED_THROUGH, {"organization_id": organization_id, "ids": list(part)}
         ):
             found[row.subscription_id] = to_micros(row.through)
     return found
+
+
+# Built once: the writer runs it on every commit and ingestion's guard on every call.
+_FINALIZED_THROUGH = (
+    select(INV.subscription_id, func.max(INV.period_end).label("through"))
+    .where(
+        INV.organization_id == bindparam("organization_id"),
+        INV.subscription_id.in_(bindparam("ids", expanding=True)),
+        INV.kind == InvoiceKind.PERIOD.value,
+        INV.status != InvoiceStatus.DRAFT.value,
+    )
+    .group_by(INV.subscription_id)
+)
+_POLICY = select(t.organizations.c.late_usage_policy).where(
+    t.organizations.c.id == bindparam("organization_id")
+)
 
 
 def note_late_usage(
@@ -110,9 +119,7 @@ def refuse_finalized_periods(
     A replay of an event the ledger already holds is not refused: it is answered as a duplicate,
     exactly like the first call.
     """
-    policy = conn.execute(
-        select(t.organizations.c.late_usage_policy).where(t.organizations.c.id == organization_id)
-    ).scalar()
+    policy = conn.execute(_POLICY, {"organization_id": organization_id}).scalar()
     if policy != "reject":
         return []
     through = finalized_through(conn, organization_id, sorted({e.subscription.id for e in events}))

@@ -173,11 +173,28 @@ _BY_IDS = _joined().where(
 )
 
 
+_OF_CUSTOMERS = _joined().where(
+    t.subscriptions.c.organization_id == bindparam("organization_id"),
+    t.subscriptions.c.customer_id.in_(bindparam("ids", expanding=True)),
+)
+_PLAN_METERS = select(t.plan_meters.c.plan_id, t.plan_meters.c.meter_id).where(
+    t.plan_meters.c.organization_id == bindparam("organization_id"),
+    t.plan_meters.c.plan_id.in_(bindparam("ids", expanding=True)),
+)
+
+
 def subscriptions_by_id(
     conn: Connection, organization_id: str, ids: set[str]
 ) -> dict[str, Subscription]:
     if not ids:
         return {}
+    if len(ids) == 1:
+        # One id (a single-event call): the plain equality, without expanding an IN list.
+        (only,) = ids
+        row = conn.execute(
+            _BY_ID, {"organization_id": organization_id, "subscription_id": only}
+        ).first()
+        return {} if row is None else {row.id: subscription_from_row(row)}
     rows = conn.execute(_BY_IDS, {"organization_id": organization_id, "ids": list(ids)}).all()
     return {row.id: subscription_from_row(row) for row in rows}
 
@@ -206,20 +223,14 @@ def subscriptions_charging(
     if not customer_ids:
         return {}
     rows = conn.execute(
-        _joined().where(
-            t.subscriptions.c.organization_id == organization_id,
-            t.subscriptions.c.customer_id.in_(customer_ids),
-        )
+        _OF_CUSTOMERS, {"organization_id": organization_id, "ids": sorted(customer_ids)}
     ).all()
     subs = [subscription_from_row(row) for row in rows]
     plan_ids = {s.plan_id for s in subs}
     meters_of: dict[str, set[str]] = {}
     if plan_ids:
         for row in conn.execute(
-            select(t.plan_meters.c.plan_id, t.plan_meters.c.meter_id).where(
-                t.plan_meters.c.organization_id == organization_id,
-                t.plan_meters.c.plan_id.in_(plan_ids),
-            )
+            _PLAN_METERS, {"organization_id": organization_id, "ids": sorted(plan_ids)}
         ):
             meters_of.setdefault(row.plan_id, set()).add(row.meter_id)
     result: dict[str, list[tuple[Subscription, set[str]]]] = {}

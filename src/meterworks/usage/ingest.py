@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from meterworks.catalog.meters import Aggregation, Meter, meters_by_ref
@@ -331,6 +331,19 @@ def check_quantity(
     return None
 
 
+# Built once (single-event calls run them on every request).
+_BY_EXTERNAL_IDS = select(t.customers.c.id, t.customers.c.external_id).where(
+    t.customers.c.organization_id == bindparam("organization_id"),
+    t.customers.c.external_id.in_(bindparam("ids", expanding=True)),
+    t.customers.c.deleted_at.is_(None),
+)
+_LIVE_CUSTOMERS = select(t.customers.c.id).where(
+    t.customers.c.organization_id == bindparam("organization_id"),
+    t.customers.c.id.in_(bindparam("ids", expanding=True)),
+    t.customers.c.deleted_at.is_(None),
+)
+
+
 def prepare_batch(
     conn: Connection,
     organization_id: str,
@@ -364,11 +377,7 @@ def prepare_batch(
     by_external: dict[str, str] = {}
     if external_ids:
         for row in conn.execute(
-            select(t.customers.c.id, t.customers.c.external_id).where(
-                t.customers.c.organization_id == organization_id,
-                t.customers.c.external_id.in_(external_ids),
-                t.customers.c.deleted_at.is_(None),
-            )
+            _BY_EXTERNAL_IDS, {"organization_id": organization_id, "ids": sorted(external_ids)}
         ):
             by_external[row.external_id] = row.id
     known_customers = set(by_external.values())
@@ -376,11 +385,7 @@ def prepare_batch(
         known_customers.update(
             row.id
             for row in conn.execute(
-                select(t.customers.c.id).where(
-                    t.customers.c.organization_id == organization_id,
-                    t.customers.c.id.in_(customer_ids),
-                    t.customers.c.deleted_at.is_(None),
-                )
+                _LIVE_CUSTOMERS, {"organization_id": organization_id, "ids": sorted(customer_ids)}
             )
         )
     candidates = subscriptions_charging(
