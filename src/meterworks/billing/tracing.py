@@ -20,7 +20,7 @@ from meterworks.kit.decimals import format_decimal
 from meterworks.kit.instants import MICROS_PER_DAY, format_instant, from_micros, to_micros
 from meterworks.kit.periods import Period
 from meterworks.usage.aggregations import ZERO, Entry, apply, opened, quantity
-from meterworks.usage.ingest import property_value
+from meterworks.usage.ingest import counted_value
 
 E = t.usage_events.c
 
@@ -50,11 +50,7 @@ def _resolved(rows: list[Row[Any]], meter: Meter) -> Iterator[tuple[Entry, Row[A
             continue
         ordered.append((first.seq, first, latest))
     for first_seq, first, latest in sorted(ordered, key=lambda item: item[0]):
-        value = (
-            property_value(latest.properties, meter.property)
-            if meter.aggregation is Aggregation.UNIQUE_COUNT and meter.property
-            else None
-        )
+        value = counted_value(meter, latest.properties)
         entry = Entry(latest.ts_us, first_seq, latest.operation, latest.quantity, value)
         yield entry, first, latest
 

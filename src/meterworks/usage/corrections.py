@@ -15,7 +15,7 @@ from meterworks.errors import Conflict, InvalidInput, NotFound
 from meterworks.kit.decimals import DecimalInputError, parse_decimal
 from meterworks.subscriptions.service import get_subscription
 from meterworks.usage.aggregations import Entry, Rollup, apply, opened
-from meterworks.usage.ingest import check_quantity, property_value
+from meterworks.usage.ingest import check_quantity, counted_value
 from meterworks.usage.ledger import (
     advance_sequence,
     load_rollups,
@@ -155,23 +155,15 @@ def correct(
         if meter.aggregation is Aggregation.UNIQUE_COUNT:
             load_values(conn, organization_id, pair, rows)
         rollup = rows.get(start) or opened(start, meter.aggregation, Decimal(0))
-        old_value = _value(meter.property, before.properties, meter.aggregation)
+        old_value = counted_value(meter, before.properties)
         apply(rollup, Entry(before.ts_us, 0, before.operation, before.quantity, old_value),
               meter.aggregation, sign=-1)  # fmt: skip
         if not void:
-            new_value = _value(meter.property, new_properties, meter.aggregation)
+            new_value = counted_value(meter, new_properties)
             apply(rollup, Entry(before.ts_us, 0, before.operation, new_quantity, new_value),
                   meter.aggregation)  # fmt: skip
         _store_single(conn, organization_id, pair, rollup, meter.aggregation, old_value)
     return current_event(conn, organization_id, key)
-
-
-def _value(
-    name: str | None, properties: dict[str, Any] | None, aggregation: Aggregation
-) -> str | None:
-    if aggregation is not Aggregation.UNIQUE_COUNT or name is None:
-        return None
-    return property_value(properties, name)
 
 
 def _store_single(

@@ -48,14 +48,14 @@ class NewEvent:
     properties: dict[str, Any] | None
     source: str
     payload_hash: str
-    # `properties` as the ledger stores it (the JSON column's text), encoded once on the way in.
-    properties_json: str | None = None
     # Worked out while the batch is validated, in parallel request threads, so the ledger's one
     # writer only stores them: the start of the billing period `ts_us` falls in (µs), the
     # value a unique_count meter counts, and `quantity` as the ledger column stores it.
-    period_start_us: int = 0
-    unique_value: str | None = None
-    quantity_text: str = ""
+    period_start_us: int
+    unique_value: str | None
+    quantity_text: str
+    # `properties` as the ledger stores it (the JSON column's text), encoded once on the way in.
+    properties_json: str | None = None
 
 
 def property_value(properties: dict[str, Any] | None, name: str) -> str | None:
@@ -73,6 +73,14 @@ def property_value(properties: dict[str, Any] | None, name: str) -> str | None:
         # or the running total and a rebuild disagree on the value (1.50 vs 1.5).
         return format(value, "f")[:255]
     return str(value)[:255]
+
+
+def counted_value(meter: Meter, properties: dict[str, Any] | None) -> str | None:
+    """The value a unique_count meter counts for an event with these properties; None for
+    other meters, and where the property is absent."""
+    if meter.aggregation is not Aggregation.UNIQUE_COUNT or meter.property is None:
+        return None
+    return property_value(properties, meter.property)
 
 
 def _strict(value: Any) -> Any:
@@ -478,11 +486,6 @@ def prepare_batch(
         finder = finders.get(sub.id)
         if finder is None:
             finder = finders[sub.id] = PeriodFinder(sub)
-        unique = (
-            property_value(d.properties, meter.property)
-            if meter.property is not None and meter.aggregation is Aggregation.UNIQUE_COUNT
-            else None
-        )
         events.append(
             NewEvent(
                 idempotency_key=d.key,
@@ -498,7 +501,7 @@ def prepare_batch(
                 ),
                 properties_json=d.properties_json,
                 period_start_us=finder.start_of(ts_us),
-                unique_value=unique,
+                unique_value=counted_value(meter, d.properties),
                 quantity_text=format(quantity, "f"),
             )
         )

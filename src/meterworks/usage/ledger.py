@@ -33,7 +33,7 @@ from meterworks.usage.aggregations import (
     recompute,
     to_row,
 )
-from meterworks.usage.ingest import NewEvent, property_value
+from meterworks.usage.ingest import NewEvent, counted_value
 from meterworks.usage.periods import PeriodFinder
 
 # Bound on bound parameters per IN list (SQLite allows 32,766 in all).
@@ -56,10 +56,6 @@ def _properties_text(event: NewEvent) -> str | None:
     if event.properties_json is not None or event.properties is None:
         return event.properties_json
     return stored_json(event.properties)
-
-
-def _quantity_text(event: NewEvent) -> str:
-    return event.quantity_text or format(event.quantity, "f")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +199,7 @@ def append(
             [
                 (
                     organization_id, seq, e.idempotency_key, 0, "event", e.subscription.id,
-                    e.meter.id, e.ts_us, e.operation, _quantity_text(e), _properties_text(e),
+                    e.meter.id, e.ts_us, e.operation, e.quantity_text, _properties_text(e),
                     e.source, received_at_us, e.payload_hash,
                 )
                 for e, seq in fresh
@@ -376,7 +372,7 @@ def update_rollups(
     meters: dict[str, Meter] = {}
     subs: dict[str, Subscription] = {}
     levels: dict[Pair, list[tuple[int, Entry]]] = defaultdict(list)
-    # (pair, period) -> [event count, total of `add` quantities, unique values seen]
+    # (pair, period) -> [event count, total of `add` quantities, {unique value: occurrences}]
     sums: dict[tuple[Pair, int], list[Any]] = {}
     min_start = None
     with localcontext(EXACT):
@@ -395,14 +391,13 @@ def update_rollups(
                 continue
             held = sums.get((pair, start))
             if held is None:
-                held = sums[(pair, start)] = [0, ZERO, None]
+                held = sums[(pair, start)] = [0, ZERO, {}]
             held[0] += 1
             if event.operation == "add":
                 held[1] += event.quantity
-            if event.unique_value is not None:
-                if held[2] is None:
-                    held[2] = {}
-                held[2][event.unique_value] = held[2].get(event.unique_value, 0) + 1
+            value = event.unique_value
+            if value is not None:
+                held[2][value] = held[2].get(value, 0) + 1
     if min_start is None:
         return
 
@@ -426,10 +421,8 @@ def update_rollups(
                 rollup = rows[start] = opened(start, aggregation, ZERO)
             rollup.event_count += count
             rollup.total += total
-            if values:
-                held_values = rollup.values
-                for value, occurrences in values.items():
-                    held_values[value] = held_values.get(value, 0) + occurrences
+            for value, occurrences in values.items():
+                rollup.values[value] = rollup.values.get(value, 0) + occurrences
             changed.append((pair, rollup, with_values))
         for pair, items in levels.items():
             aggregation = meters[pair[1]].aggregation
@@ -498,11 +491,7 @@ def live_entries(
     for key, row in latest.items():
         if row.kind == "void":
             continue
-        value = (
-            property_value(row.properties, meter.property)
-            if meter.aggregation is Aggregation.UNIQUE_COUNT and meter.property
-            else None
-        )
+        value = counted_value(meter, row.properties)
         entries.append(
             Entry(row.ts_us, first_seq.get(key, row.seq), row.operation, row.quantity, value)
         )
