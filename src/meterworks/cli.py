@@ -102,6 +102,12 @@ def serve(
     err.print(f"  API docs: {base}/docs   health: {base}/healthz")
     db_flag = "" if db is None else f" --db '{db}'"
     err.print(f"  get a key: [green]meterworks keys create --org 'My company'{db_flag}[/green]")
+    served: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "info",
+        "access_log": settings.access_log,
+    }
     if settings.workers > 1:
         err.print(f"  processes: {settings.workers}, one writer each, over the same database")
         # Migrate once, here, before the processes start; each then finds the schema current.
@@ -113,26 +119,15 @@ def serve(
             METERWORKS_DATABASE_URL=settings.database_url,
             METERWORKS_HOST=settings.host,
             METERWORKS_PORT=str(settings.port),
-            METERWORKS_ACCESS_LOG="1" if settings.access_log else "0",
         )
         uvicorn.run(
             "meterworks.cli:application_from_environment",
             factory=True,
             workers=settings.workers,
-            host=settings.host,
-            port=settings.port,
-            log_level="info",
-            access_log=settings.access_log,
+            **served,
         )
         return
-    application = create_app(settings)
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=settings.access_log,
-    )
+    uvicorn.run(create_app(settings), **served)
 
 
 def application_from_environment() -> Any:
