@@ -38,12 +38,7 @@ def _ingest(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str
         small_events=int(100_000 * scale),
         large_events=int(100_000 * scale),
     )
-    runs = []
-    for dialect in dialects:
-        print(f"ingest on {dialect}: {options}", file=sys.stderr)
-        result = ingest.run(dialect, workdir, options)
-        print(f"  {result['verified']}", file=sys.stderr)
-        runs.append(result)
+    runs = _runs("ingest", ingest.run, dialects, workdir, options)
     rows = [row for run in runs for row in ingest.table_rows(run)]
     table = report.markdown(ingest.COLUMNS, rows)
     _save("ingest", {"options": asdict(options), "runs": runs, "table": table})
@@ -51,6 +46,24 @@ def _ingest(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str
 
 
 _machine: dict[str, Any] = {}
+
+
+def _runs(
+    name: str,
+    run: Callable[[str, Path, Any], dict[str, Any]],
+    dialects: list[str],
+    workdir: Path,
+    options: Any,
+    said: Callable[[dict[str, Any]], str] = lambda result: str(result["verified"]),
+) -> list[dict[str, Any]]:
+    """One run of a benchmark per dialect, each announced and its verification printed."""
+    runs = []
+    for dialect in dialects:
+        print(f"{name} on {dialect}: {options}", file=sys.stderr)
+        result = run(dialect, workdir, options)
+        print(f"  {said(result)}", file=sys.stderr)
+        runs.append(result)
+    return runs
 
 
 def _save(name: str, payload: dict[str, Any]) -> None:
@@ -61,12 +74,7 @@ def _save(name: str, payload: dict[str, Any]) -> None:
 
 def _single(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str:
     options = single.SingleOptions(duration_s=args.duration)
-    runs = []
-    for dialect in dialects:
-        print(f"single events on {dialect}: {options}", file=sys.stderr)
-        result = single.run(dialect, workdir, options)
-        print(f"  {result['verified']}", file=sys.stderr)
-        runs.append(result)
+    runs = _runs("single events", single.run, dialects, workdir, options)
     table = report.markdown(single.COLUMNS, [r for run in runs for r in single.table_rows(run)])
     _save("single", {"options": asdict(options), "runs": runs, "table": table})
     return table
@@ -74,16 +82,17 @@ def _single(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str
 
 def _reads(args: argparse.Namespace, dialects: list[str], workdir: Path) -> str:
     options = reads.ReadsOptions(events=args.read_events, duration_s=args.duration * 2 / 3)
-    runs = []
-    for dialect in dialects:
-        print(f"reads on {dialect}: {options}", file=sys.stderr)
-        result = reads.run(dialect, workdir, options)
-        print(
-            f"  filled {result['events_stored']} events at {result['fill_events_per_s']}/s; "
-            f"{result['verified']}; server idle {result['settled_after_fill_s']} s later",
-            file=sys.stderr,
-        )
-        runs.append(result)
+    runs = _runs(
+        "reads",
+        reads.run,
+        dialects,
+        workdir,
+        options,
+        lambda result: (
+            f"filled {result['events_stored']} events at {result['fill_events_per_s']}/s; "
+            f"{result['verified']}; server idle {result['settled_after_fill_s']} s later"
+        ),
+    )
     table = report.markdown(reads.COLUMNS, [r for run in runs for r in reads.table_rows(run)])
     by_wrk = [r for run in runs for r in reads.wrk_rows(run)]
     if by_wrk:
@@ -99,12 +108,7 @@ def _invoice(args: argparse.Namespace, dialects: list[str], workdir: Path) -> st
         events_per_subscription=args.events_per_subscription,
         profile=args.profile,
     )
-    runs = []
-    for dialect in dialects:
-        print(f"invoice run on {dialect}: {options}", file=sys.stderr)
-        result = invoice.run(dialect, workdir, options)
-        print(f"  {result['verified']}", file=sys.stderr)
-        runs.append(result)
+    runs = _runs("invoice run", invoice.run, dialects, workdir, options)
     rows = [row for run in runs for row in invoice.table_rows(run)]
     table = report.markdown(invoice.COLUMNS, rows)
     _save("invoice", {"options": asdict(options), "runs": runs, "table": table})
