@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from meterworks.errors import Unavailable
+from meterworks.errors import InvalidInput, Unavailable
 from meterworks.kit.clock import FrozenClock
 from meterworks.usage import service as usage_service
 from meterworks.usage.service import UsageService
@@ -30,15 +30,21 @@ def held_writer(
     callers behind it), with a commit timeout of 0.2 s; yields its usage service and `let_go`,
     which ends the hold and gives callers the usual timeout again."""
     writer, usage = own_writer(api)
-    release = threading.Event()
+    holding, release = threading.Event(), threading.Event()
     writer.start()
+
+    def hold(conn: object) -> tuple[None, set[str]]:
+        holding.set()
+        release.wait(30)
+        return None, set()
 
     def let_go() -> None:
         release.set()
         monkeypatch.setattr(usage_service, "COMMIT_TIMEOUT_S", 30.0)
 
     try:
-        writer.submit_job(api.org.id, lambda conn: (release.wait(30), set()))
+        writer.submit_job(api.org.id, hold)
+        assert holding.wait(30), "the writer did not start the holding job"
         monkeypatch.setattr(usage_service, "COMMIT_TIMEOUT_S", 0.2)
         yield usage, let_go
     finally:
@@ -89,3 +95,70 @@ def test_a_caller_that_gives_up_before_its_turn_is_not_written_and_the_writer_li
         assert (result.accepted, result.duplicates) == (1, 0)
     assert api.ledger_rows() == 1
     assert api.quantities(setup.id) == {setup.key("sum"): "2"}
+
+
+def test_small_batches_queued_together_are_validated_together_and_each_answered_alone(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = api.metered("sum")
+    sub, meter = setup.id, setup.key("sum")
+    with held_writer(api, monkeypatch) as (usage, let_go):
+        writer = usage.writer
+        first = [event("a1", subscription_id=sub, meter=meter, quantity=2)]
+        refused = [
+            event("b1", subscription_id=sub, meter=meter, quantity=7),
+            event("b2", subscription_id=sub, meter="no-such-meter", quantity=1),
+        ]
+        last = [
+            event("c1", subscription_id=sub, meter=meter, quantity=3),
+            event("c2", subscription_id=sub, meter=meter, quantity=4),
+        ]
+        futures = [
+            writer.submit_unprepared(
+                api.org.id, batch, source="native", validate=usage.validate_together
+            )
+            for batch in (first, refused, last)
+        ]
+        let_go()
+        accepted = [futures[0].result(timeout=30), futures[2].result(timeout=30)]
+        with pytest.raises(InvalidInput) as error:
+            futures[1].result(timeout=30)
+    assert [(o.accepted, o.duplicates) for o in accepted] == [(1, 0), (2, 0)]
+    # The refused batch is told about its own events only, by its own indexes.
+    assert [(d["index"], d["code"]) for d in error.value.details] == [(1, "meter_not_found")]
+    assert error.value.message.startswith("1 of 2 events")
+    # One transaction for the three batches (after the one that held the writer).
+    assert writer.commits == 2
+    assert api.ledger_rows() == 3
+    assert api.quantities(sub) == {meter: "9"}
+
+
+def test_valid_small_batches_validated_together_each_get_their_own_events(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, other = api.metered("sum"), api.metered("sum")
+    with held_writer(api, monkeypatch) as (usage, let_go):
+        batches = [
+            [event("x1", subscription_id=one.id, meter=one.key("sum"), quantity=1)],
+            [
+                event(f"y{n}", subscription_id=other.id, meter=other.key("sum"), quantity=10)
+                for n in range(3)
+            ],
+            # A replay of the first batch's event, and one new event.
+            [
+                event("x1", subscription_id=one.id, meter=one.key("sum"), quantity=1),
+                event("x2", subscription_id=one.id, meter=one.key("sum"), quantity=100),
+            ],
+        ]
+        futures = [
+            usage.writer.submit_unprepared(
+                api.org.id, batch, source="native", validate=usage.validate_together
+            )
+            for batch in batches
+        ]
+        let_go()
+        outcomes = [f.result(timeout=30) for f in futures]
+    assert [(o.accepted, o.duplicates) for o in outcomes] == [(1, 0), (3, 0), (1, 1)]
+    assert usage.writer.commits == 2
+    assert api.quantities(one.id) == {one.key("sum"): "101"}
+    assert api.quantities(other.id) == {other.key("sum"): "30"}

@@ -27,7 +27,9 @@ class AppContext:
     extensions: dict[str, Any] = field(default_factory=dict)
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
+    # Async, so FastAPI calls it in place: a plain function would be sent to a worker thread
+    # and back on every request.
     context: AppContext = request.app.state.context
     return context
 

@@ -5,6 +5,10 @@ what concurrent requests have queued, writes it in ONE transaction (events, sequ
 totals together) and answers each request only after that transaction has committed: durable
 before acknowledged. A batch refused at write time (an idempotency conflict) writes nothing while
 the rest of its group commits.
+
+Small batches (single events, above all) reach the writer unvalidated: it validates the ones a
+group gathers together, on its own connection, inside the transaction that appends them. Large
+batches are validated in request threads beforehand, in parallel, and only stored here.
 """
 
 from __future__ import annotations
@@ -39,11 +43,26 @@ InTransactionHook = Callable[[Connection, str, set[str]], None]
 ChangeHook = Callable[[Connection, str, dict[str, int]], None]
 
 
+# Validates raw batches of one organization, sent through one source, inside the writer's
+# transaction (connection, organization id, source, batches): for each batch, its events or the
+# MeterworksError that refuses it whole (the rest of the group commits).
+Validate = Callable[[Connection, str, str, list[list[Any]]], list[list[NewEvent] | MeterworksError]]
+
+
+@dataclass(slots=True)
+class _Unprepared:
+    raw: list[Any]
+    source: str
+    validate: Validate
+
+
 @dataclass(slots=True)
 class _Append:
     organization_id: str
     events: list[NewEvent]
     rebuild_view: bool
+    size: int
+    unprepared: _Unprepared | None = None
     future: Future[BatchOutcome] = field(default_factory=Future)
 
 
@@ -109,7 +128,26 @@ class LedgerWriter:
     def submit_events(
         self, organization_id: str, events: list[NewEvent], *, rebuild_view: bool = True
     ) -> Future[BatchOutcome]:
-        item = _Append(organization_id, events, rebuild_view)
+        item = _Append(organization_id, events, rebuild_view, len(events))
+        self._enqueue(item)
+        return item.future
+
+    def submit_unprepared(
+        self,
+        organization_id: str,
+        raw_events: list[Any],
+        *,
+        source: str,
+        validate: Validate,
+        rebuild_view: bool = True,
+    ) -> Future[BatchOutcome]:
+        """Validate a batch of raw events and append it, in one transaction.
+
+        The batches of one organization and source that a group gathers are validated together
+        (`validate`), so their lookups are made once, on the writer's connection.
+        """
+        unprepared = _Unprepared(raw_events, source, validate)
+        item = _Append(organization_id, [], rebuild_view, len(raw_events), unprepared)
         self._enqueue(item)
         return item.future
 
@@ -192,6 +230,10 @@ class LedgerWriter:
             bucket = appends if isinstance(item, _Append) else jobs
             bucket.setdefault(item.organization_id, []).append(position)
         with self.db.transaction() as conn:
+            # Batches still to validate first, all of them before any sequence lock is taken.
+            for position, error in _validate(conn, group):
+                results[position] = (False, error)
+                appends[group[position].organization_id].remove(position)
             touched: dict[str, set[str]] = {}
             changed: dict[str, dict[str, int]] = {}
             # Organizations in sorted order, each one's appends then its jobs: every process
@@ -244,6 +286,25 @@ class LedgerWriter:
         return results
 
 
+def _validate(conn: Connection, group: list[_Append | _Job]) -> list[tuple[int, MeterworksError]]:
+    """Validate the group's unprepared batches, setting their events; the refused ones."""
+    together: dict[tuple[str, str, Validate], list[int]] = {}
+    for position, item in enumerate(group):
+        if isinstance(item, _Append) and (unprepared := item.unprepared) is not None:
+            key = (item.organization_id, unprepared.source, unprepared.validate)
+            together.setdefault(key, []).append(position)
+    refused: list[tuple[int, MeterworksError]] = []
+    for (organization_id, source, validate), positions in together.items():
+        batches = [group[p].unprepared.raw for p in positions]  # type: ignore[union-attr]
+        outcomes = validate(conn, organization_id, source, batches)
+        for position, outcome in zip(positions, outcomes, strict=True):
+            if isinstance(outcome, MeterworksError):
+                refused.append((position, outcome))
+            else:
+                group[position].events = outcome  # type: ignore[union-attr]
+    return refused
+
+
 def _note_changes(into: dict[str, int], changes: Iterable[tuple[str, int]]) -> None:
     for subscription_id, ts_us in changes:
         held = into.get(subscription_id)
@@ -252,4 +313,4 @@ def _note_changes(into: dict[str, int], changes: Iterable[tuple[str, int]]) -> N
 
 
 def _size(item: _Append | _Job) -> int:
-    return len(item.events) if isinstance(item, _Append) else 1
+    return item.size if isinstance(item, _Append) else 1

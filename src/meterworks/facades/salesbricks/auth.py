@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import Request
 
-from meterworks.api.auth import organization_for_token, organization_for_token_async
+from meterworks.api.auth import organization_for_token_async
 from meterworks.api.context import AppContext
 from meterworks.errors import Unauthorized
 
@@ -23,19 +23,14 @@ def _token(request: Request) -> str:
     return token
 
 
-def organization_for_request(request: Request, context: AppContext) -> str:
-    return organization_for_token(context, _token(request))
-
-
 async def organization_for_request_async(request: Request, context: AppContext) -> str:
     """The same on the event loop: a cached token costs no hop to a worker thread."""
     return await organization_for_token_async(context, _token(request))
 
 
-def _request_organization(request: Request) -> str:
+async def _request_organization(request: Request) -> str:
     context: AppContext = request.app.state.context
-    return organization_for_request(request, context)
+    return await organization_for_request_async(request, context)
 
 
-# A sync dependency: FastAPI runs it in its thread pool, off the event loop.
 Organization = Annotated[str, Depends(_request_organization)]
