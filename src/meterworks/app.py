@@ -15,6 +15,7 @@ from meterworks import __version__
 from meterworks.api import billing, catalog, customers, events, subscriptions, tenancy
 from meterworks.api.context import AppContext
 from meterworks.api.errors import install_error_handlers
+from meterworks.api.hot import HotEvents
 from meterworks.api.routes import add_routes
 from meterworks.billing.service import BillingService
 from meterworks.config import Settings
@@ -147,5 +148,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     mount_facades(app, context)
     for module in (events, catalog, customers, subscriptions, tenancy, billing):
         add_routes(app, module.router)
+    # Inside the body limit, which it relies on; outside everything else.
+    app.add_middleware(HotEvents, context=context)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from meterworks.api import events, hot
 from meterworks.db.engine import Database
 from meterworks.db.migrate import upgrade
 from meterworks.errors import Unauthorized
@@ -20,6 +22,7 @@ from meterworks.tenancy.service import (
     create_partner,
     ensure_organization,
 )
+from tests.api.builders import Api, dumps, event
 from tests.support.server import TEST_EPOCH, RunningServer
 
 
@@ -109,3 +112,69 @@ def test_healthz_names_the_database(server: RunningServer) -> None:
     response = httpx.get(f"{server.base_url}/healthz", timeout=30)
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": server.db.dialect}
+
+
+def test_post_events_is_answered_below_the_framework_exactly_as_by_its_route(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """api/hot.py answers `POST /v1/events`; a query string sends the call through the route
+    instead (FastAPI ignores the unknown parameter). Both must answer every call alike."""
+    through_layer: list[str] = []
+
+    async def ingest(context: Any, organization_id: str, body: bytes) -> Any:
+        through_layer.append(organization_id)
+        return await events.ingest(context, organization_id, body)
+
+    monkeypatch.setattr(hot, "ingest", ingest)
+    setup = api.metered("sum")
+    meter = setup.key("sum")
+    limit = api.server.settings.max_body_bytes
+
+    def batch(key: str, of: str = meter, **changes: Any) -> bytes:
+        one = event(key, subscription_id=setup.id, meter=of, quantity="1.50", **changes)
+        return dumps({"events": [one]}).encode()
+
+    token = api.client.headers["authorization"]
+    calls: list[tuple[str, dict[str, str], bytes]] = [
+        ("valid", {"authorization": token}, batch("{}-first")),
+        ("replay", {"authorization": token}, batch("{}-first")),
+        ("conflict", {"authorization": token}, batch("{}-first", properties={"a": 1})),
+        ("no key", {}, batch("{}-nokey")),
+        ("bad scheme", {"authorization": "Basic abc"}, batch("{}-basic")),
+        ("unknown key", {"authorization": "Bearer nope.nope"}, batch("{}-unknown")),
+        ("not json", {"authorization": token}, b'{"events": ['),
+        ("no events", {"authorization": token}, b'{"event": []}'),
+        ("empty list", {"authorization": token}, b'{"events": []}'),
+        ("bad meter", {"authorization": token}, batch("{}-meter", of="missing")),
+        ("NUL in text", {"authorization": token}, batch("{}-nul\x00")),
+        ("too large", {"authorization": token}, b" " * (limit + 1)),
+    ]
+    answers: dict[str, list[tuple[int, Any, str | None]]] = {}
+    for via, query in (("layer", ""), ("route", "?via=route")):
+        for name, headers, body in calls:
+            body = body.replace(b"{}", via.encode())
+            response = httpx.post(
+                f"{api.server.base_url}/v1/events{query}", content=body, headers=headers, timeout=30
+            )
+            # The keys differ by path (`layer-…`, `route-…`), as in a conflict's message.
+            shown = json.loads(response.text.replace(via, "{}"))
+            answers.setdefault(name, []).append(
+                (response.status_code, shown, response.headers.get("www-authenticate"))
+            )
+        if via == "layer":
+            # Every authenticated call but the one refused while its body was read.
+            assert len(through_layer) == len(calls) - 4
+    assert len(through_layer) == len(calls) - 4, "a call with a query string reached the layer"
+    for name, (layer, route) in answers.items():
+        assert layer == route, name
+    statuses = {name: layer[0] for name, (layer, _) in answers.items()}
+    assert statuses == {
+        "valid": 200, "replay": 200, "conflict": 409, "no key": 401, "bad scheme": 401,
+        "unknown key": 401, "not json": 400, "no events": 422, "empty list": 422,
+        "bad meter": 422, "NUL in text": 400, "too large": 413,
+    }  # fmt: skip
+    assert answers["valid"][0][1] == {"accepted": 1, "duplicates": 0}
+    assert answers["replay"][0][1] == {"accepted": 0, "duplicates": 1}
+    # One event from each path, nothing from the refused calls.
+    assert api.ledger_rows() == 2
+    assert api.quantities(setup.id) == {meter: "3"}

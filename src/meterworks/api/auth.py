@@ -12,7 +12,11 @@ from meterworks.errors import Unauthorized
 
 
 def bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
+    return token_of(request.headers.get("authorization", ""))
+
+
+def token_of(header: str) -> str:
+    """The key in an `Authorization` header's value."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send `Authorization: Bearer <api key>`", code="missing_api_key")

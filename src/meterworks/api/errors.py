@@ -59,15 +59,20 @@ def validation_details(exc: RequestValidationError) -> tuple[str, str, list[dict
     return code, message, details
 
 
+def error_response(exc: MeterworksError) -> JSONResponse:
+    """A domain error in the native shape, with its status."""
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return JSONResponse(
+        error_body(exc.code, exc.message, _jsonable(exc.details)),
+        status_code=exc.status,
+        headers=headers,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MeterworksError)
     async def domain_error(_: Request, exc: MeterworksError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-        return JSONResponse(
-            error_body(exc.code, exc.message, _jsonable(exc.details)),
-            status_code=exc.status,
-            headers=headers,
-        )
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
