@@ -25,7 +25,7 @@ from meterworks.billing.loader import Loader
 from meterworks.billing.model import InvoiceKind
 from meterworks.catalog.plans import get_plan
 from meterworks.db import tables as t
-from meterworks.db.dialect import upsert
+from meterworks.db.dialect import upsert, upsert_replacing
 from meterworks.db.engine import Database
 from meterworks.errors import Conflict
 from meterworks.kit.instants import format_instant
@@ -70,11 +70,11 @@ def request_rebuild(
     """The writer's hook: ask for (or push back) a rebuild of each subscription's view."""
     if not subscription_ids:
         return
-    statement = upsert(
+    statement = upsert_replacing(
         conn,
         t.billing_view_requests,
         ["organization_id", "subscription_id"],
-        {"requested_at": now, "due_at": now + debounce},
+        ["requested_at", "due_at"],
     )
     conn.execute(
         statement,

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Row
 from meterworks.catalog.meters import Aggregation, Meter
 from meterworks.db import bulk
 from meterworks.db import tables as t
-from meterworks.db.dialect import excluded, insert_ignore, upsert
+from meterworks.db.dialect import insert_ignore, upsert_replacing
 from meterworks.db.engine import dumps as stored_json
 from meterworks.errors import Conflict, MeterworksError
 from meterworks.subscriptions.service import Subscription
@@ -326,6 +326,7 @@ def _row(organization_id: str, pair: Pair, rollup: Rollup) -> dict[str, Any]:
 
 _ROLLUP_KEY = ["organization_id", "subscription_id", "meter_id", "period_start_us"]
 _VALUE_KEY = [*_ROLLUP_KEY, "value"]
+_ROLLUP_VALUES = [c.name for c in t.usage_rollups.columns if c.name not in _ROLLUP_KEY]
 
 
 def save_rollups(
@@ -334,9 +335,7 @@ def save_rollups(
     """Upsert changed rollups; `True` in a tuple means its unique values are to be saved too."""
     if not changed:
         return
-    ex = excluded(conn, t.usage_rollups)
-    columns = [c.name for c in t.usage_rollups.columns if c.name not in _ROLLUP_KEY]
-    statement = upsert(conn, t.usage_rollups, _ROLLUP_KEY, {c: ex[c] for c in columns})
+    statement = upsert_replacing(conn, t.usage_rollups, _ROLLUP_KEY, _ROLLUP_VALUES)
     conn.execute(statement, [_row(organization_id, pair, rollup) for pair, rollup, _ in changed])
     value_rows = [
         {
@@ -352,10 +351,8 @@ def save_rollups(
         for value, count in rollup.values.items()
     ]
     if value_rows:
-        vex = excluded(conn, t.usage_rollup_values)
         conn.execute(
-            upsert(conn, t.usage_rollup_values, _VALUE_KEY, {"occurrences": vex.occurrences}),
-            value_rows,
+            upsert_replacing(conn, t.usage_rollup_values, _VALUE_KEY, ["occurrences"]), value_rows
         )
 
 
