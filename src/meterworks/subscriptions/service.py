@@ -157,8 +157,12 @@ def get_subscription(conn: Connection, organization_id: str, subscription_id: st
         _BY_ID, {"organization_id": organization_id, "subscription_id": subscription_id}
     ).first()
     if row is None:
-        raise NotFound(f"subscription `{subscription_id}` not found", code="subscription_not_found")
+        raise subscription_not_found(subscription_id)
     return subscription_from_row(row)
+
+
+def subscription_not_found(subscription_id: str) -> NotFound:
+    return NotFound(f"subscription `{subscription_id}` not found", code="subscription_not_found")
 
 
 # Built once: every usage read and ingested batch runs these (building a statement costs more

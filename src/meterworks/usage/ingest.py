@@ -259,6 +259,9 @@ class _Kept:
         self._meters: dict[tuple[str, str], Meter] = {}
         self._plans: dict[tuple[str, str], frozenset[str]] = {}
 
+    def kept(self, organization_id: str, ref: str) -> Meter | None:
+        return self._meters.get((organization_id, ref))
+
     def meters(self, conn: Connection, organization_id: str, refs: set[str]) -> dict[str, Meter]:
         found: dict[str, Meter] = {}
         unknown: set[str] = set()
@@ -304,6 +307,23 @@ class _Kept:
 
 
 _KEPT = _Kept()
+
+
+def kept_meter(organization_id: str, ref: str) -> Meter | None:
+    """The meter `ref` (id or key) names, from this process's copy, without a database read;
+    None where the process has not met it yet. Read only what never changes from it: id, key,
+    unit, aggregation and property (its name and description may have changed since)."""
+    return _KEPT.kept(organization_id, ref)
+
+
+def find_meter(conn: Connection, organization_id: str, ref: str) -> Meter | None:
+    """The meter `ref` names, from this process's copy or else the database (then kept)."""
+    return find_meters(conn, organization_id, {ref}).get(ref)
+
+
+def find_meters(conn: Connection, organization_id: str, refs: set[str]) -> dict[str, Meter]:
+    """`find_meter` for several refs at once: each one found maps to its meter."""
+    return _KEPT.meters(conn, organization_id, refs)
 
 
 def check_quantity(

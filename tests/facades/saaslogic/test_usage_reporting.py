@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
+from meterworks.facades.saaslogic import usage
 from tests.facades.saaslogic.support import (
     PREFIX,
     Merchant,
@@ -300,3 +303,36 @@ def test_odd_reports_are_400_never_500(merchant: Merchant, content: bytes, code:
     assert answer.status_code == 400, answer.text
     assert answer.json()["message"] == code
     assert ledger_rows(merchant.server, merchant.org.id) == 0
+
+
+def test_an_unknown_subscription_is_404_whether_or_not_its_resources_were_met_before(
+    merchant: Merchant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report whose resources this process has met is checked without a lookup of its own;
+    the ledger's refusal of an unknown subscription is then answered as the lookup would."""
+    looked_up: list[str] = []
+    resolve = usage._resolve
+
+    def counted(context: Any, organization_id: str, subscription_id: str, details: Any) -> None:
+        looked_up.append(subscription_id)
+        resolve(context, organization_id, subscription_id, details)
+
+    monkeypatch.setattr(usage, "_resolve", counted)
+    scene = subscribe(merchant.org, {"storage": "sum"})
+    unit = scene.meters["storage"]["unit"]
+    body = {"usageDetails": [{"resourceId": "storage", "value": 1, "uomId": unit}]}
+    # The first report meets the resource the long way.
+    assert report(merchant, scene.subscription_id, body).status_code == 200
+    assert looked_up == [scene.subscription_id]
+    # Met now: an unknown subscription is refused by the ledger, without a lookup.
+    kept = report(merchant, "sub_missing", body)
+    assert looked_up == [scene.subscription_id], "a met resource was looked up again"
+    # A unit that does not match sends the report the long way, where 404 comes first.
+    mismatched = {"usageDetails": [{"resourceId": "storage", "value": 1, "uomId": "parsecs"}]}
+    looked = report(merchant, "sub_missing", mismatched)
+    assert looked_up == [scene.subscription_id, "sub_missing"]
+    assert (kept.status_code, kept.json()) == (looked.status_code, looked.json())
+    assert kept.status_code == 404
+    assert kept.json()["message"] == "SUBSCRIPTION_NOT_FOUND"
+    assert native_usage(merchant.org, scene.subscription_id) == {"storage": "1"}
+    assert ledger_rows(merchant.server, merchant.org.id) == 1

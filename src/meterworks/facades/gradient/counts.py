@@ -6,13 +6,14 @@ dated now, written through the one ingestion path every transport shares.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from meterworks.api.context import Context
+from meterworks.api.context import AppContext, Context
 from meterworks.api.jsonbody import DecimalRoute
-from meterworks.catalog.meters import get_meter
+from meterworks.catalog.meters import Meter
 from meterworks.errors import Forbidden, InvalidInput, NotFound
 from meterworks.facades.gradient import integration
 from meterworks.facades.gradient.auth import GradientCaller
@@ -26,6 +27,7 @@ from meterworks.facades.gradient.shapes import (
     unit_count_body,
 )
 from meterworks.kit.ids import new_id
+from meterworks.usage.ingest import find_meter
 
 router = APIRouter(route_class=DecimalRoute, responses=ERROR_RESPONSES, tags=["unit counts"])
 
@@ -74,7 +76,7 @@ def _translate(exc: InvalidInput, account_id: str, service_id: str) -> Exception
         }
     ),
 )
-def set_unit_count(
+async def set_unit_count(
     service_id: ServiceId,
     caller: GradientCaller,
     context: Context,
@@ -85,18 +87,7 @@ def set_unit_count(
     rebuild_view = not flag(no_build, "no_build")
     account_id, unit_count = unit_count_body(payload)
     ref = service_ref(service_id)
-    with context.db.read() as conn:
-        state = integration.read_state(conn, organization_id)
-        if state.status == integration.SUSPENDED:
-            raise Forbidden(
-                "Forbidden: the Gradient integration is disabled; set its status to active "
-                "(PATCH /organization/status/active) to resume unit counts",
-                code="integration_disabled",
-            )
-        try:
-            meter = get_meter(conn, organization_id, ref)
-        except NotFound as exc:
-            raise service_not_found(service_id) from exc
+    state, meter = await asyncio.to_thread(_state_and_service, context, organization_id, ref)
     if not meter.aggregation.is_level:
         raise InvalidInput(
             f"service {service_id} is a `{meter.aggregation.value}` meter; a unit count sets a "
@@ -115,8 +106,31 @@ def set_unit_count(
         "properties": {"gradient_integration": caller.partner_id},
     }
     try:
-        context.usage.record(organization_id, [event], source="gradient", rebuild_view=rebuild_view)
+        await context.usage.record_async(
+            organization_id, [event], source="gradient", rebuild_view=rebuild_view
+        )
     except InvalidInput as exc:
         raise _translate(exc, account_id, service_id) from exc
-    integration.mark_synced(context.db, organization_id, now, state.last_synced_at)
+    if integration.sync_due(now, state.last_synced_at):
+        await asyncio.to_thread(
+            integration.mark_synced, context.db, organization_id, now, state.last_synced_at
+        )
     return {"status": 201, "message": "Created service unit count"}
+
+
+def _state_and_service(
+    context: AppContext, organization_id: str, ref: str
+) -> tuple[integration.IntegrationState, Meter]:
+    """The integration's state (refused while suspended) and the meter `ref` names."""
+    with context.db.read() as conn:
+        state = integration.read_state(conn, organization_id)
+        if state.status == integration.SUSPENDED:
+            raise Forbidden(
+                "Forbidden: the Gradient integration is disabled; set its status to active "
+                "(PATCH /organization/status/active) to resume unit counts",
+                code="integration_disabled",
+            )
+        meter = find_meter(conn, organization_id, ref)
+    if meter is None:
+        raise service_not_found(ref)
+    return state, meter

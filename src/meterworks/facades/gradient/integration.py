@@ -119,6 +119,11 @@ def set_status(conn: Connection, organization_id: str, status: str) -> None:
 SYNC_RESOLUTION = timedelta(seconds=1)
 
 
+def sync_due(at: datetime, known: datetime | None) -> bool:
+    """Whether a unit count at `at` is to be recorded as the last one (see `mark_synced`)."""
+    return known is None or at - known >= SYNC_RESOLUTION
+
+
 def mark_synced(db: Database, organization_id: str, at: datetime, known: datetime | None) -> None:
     """Record `at` as the last unit count, unless one less than a second older is known.
 
@@ -127,7 +132,7 @@ def mark_synced(db: Database, organization_id: str, at: datetime, known: datetim
     failing here must not turn its 201 into an error (the count is in the ledger), so a failure
     is logged and the timestamp left behind.
     """
-    if known is not None and at - known < SYNC_RESOLUTION:
+    if not sync_due(at, known):
         return
     try:
         with db.transaction() as conn:

@@ -34,6 +34,8 @@ ISSUER = "meterworks"
 AUDIENCE = "saaslogic"
 SIGNING_KEY_NAME = "token_signing_key"
 EXTENSION = "saaslogic.tokens"
+# Verified tokens kept per process; past this many the cache starts again empty.
+MAX_VERIFIED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,9 @@ class TokenService:
         self._context = context
         self._key: str | None = context.settings.token_signing_secret or None
         self._lock = threading.Lock()
+        # Tokens whose signature and claims were verified: (organization id, expiry). Checking a
+        # signature again would give the same answer; the expiry is checked on every call.
+        self._verified: dict[str, tuple[str, int]] = {}
 
     @property
     def key_loaded(self) -> bool:
@@ -101,6 +106,19 @@ class TokenService:
 
     def organization_for(self, token: str) -> str:
         """The organization a valid, unexpired token was issued to, or Unauthorized."""
+        verified = self._verified.get(token)
+        if verified is None:
+            verified = self._verify(token)
+            if len(self._verified) >= MAX_VERIFIED:
+                self._verified.clear()
+            self._verified[token] = verified
+        organization_id, expires = verified
+        if self._context.clock.now().timestamp() >= expires:
+            raise Unauthorized("the bearer token has expired; request a new one")
+        return organization_id
+
+    def _verify(self, token: str) -> tuple[str, int]:
+        """(organization id, expiry) of a token signed by us, or Unauthorized."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -122,9 +140,7 @@ class TokenService:
         organization_id = claims["org"]
         if not isinstance(expires, int) or not isinstance(organization_id, str):
             raise Unauthorized("the bearer token is not valid")
-        if self._context.clock.now().timestamp() >= expires:
-            raise Unauthorized("the bearer token has expired; request a new one")
-        return organization_id
+        return organization_id, expires
 
 
 def token_service(context: AppContext) -> TokenService:

@@ -20,14 +20,15 @@ from pydantic import Field
 
 from meterworks.api.context import AppContext, Context
 from meterworks.api.jsonbody import DecimalRoute, parse_body
-from meterworks.catalog.meters import Meter, get_meter, meters_by_ref, quantity_unit
+from meterworks.catalog.meters import Meter, get_meter, quantity_unit
 from meterworks.errors import Conflict, InvalidInput, MeterworksError, NotFound
 from meterworks.facades.saaslogic.formats import SaaslogicModel, decimal_text, saaslogic_date
 from meterworks.facades.saaslogic.tokens import OrganizationId
 from meterworks.kit.decimals import DecimalInputError, parse_decimal
 from meterworks.kit.ids import new_id
 from meterworks.kit.instants import parse_instant
-from meterworks.subscriptions.service import get_subscription
+from meterworks.subscriptions.service import get_subscription, subscription_not_found
+from meterworks.usage.ingest import find_meters, kept_meter
 from meterworks.usage.reading import PeriodUsage, charged_meters, usage_for_period
 
 router = APIRouter(route_class=DecimalRoute, tags=["usage reporting"])
@@ -163,7 +164,22 @@ def _resolve(
     """Refuse an unknown subscription (404), unknown resources and mismatched units up front."""
     with context.db.read() as conn:
         get_subscription(conn, organization_id, subscription_id)
-        meters = meters_by_ref(conn, organization_id, {d.resource_id for d in details})
+        meters = find_meters(conn, organization_id, {d.resource_id for d in details})
+    _resource_problems(meters, details).raise_if_any(len(details))
+
+
+def _kept_resources(organization_id: str, details: list[_Detail]) -> dict[str, Meter] | None:
+    """The details' meters from this process's copy; None unless it holds every one."""
+    found: dict[str, Meter] = {}
+    for detail in details:
+        meter = kept_meter(organization_id, detail.resource_id)
+        if meter is None:
+            return None
+        found[detail.resource_id] = meter
+    return found
+
+
+def _resource_problems(meters: dict[str, Meter], details: list[_Detail]) -> _Problems:
     problems = _Problems()
     for detail in details:
         meter = meters.get(detail.resource_id)
@@ -178,7 +194,7 @@ def _resolve(
                 f"uomId `{detail.uom_id}` does not match resource `{meter.key}`, whose unit is "
                 f"`{meter.unit}`",
             )  # fmt: skip
-    problems.raise_if_any(len(details))
+    return problems
 
 
 def _translated(exc: MeterworksError, details: list[_Detail]) -> MeterworksError:
@@ -232,7 +248,12 @@ async def report_usage(
             "Idempotency-Key", "invalid_idempotency_key",
             f"the Idempotency-Key header holds at most {MAX_IDEMPOTENCY_KEY} characters",
         )  # fmt: skip
-    await asyncio.to_thread(_resolve, context, organization_id, subscription_id, details)
+    # Resources met before are checked from this process's copy (a meter's unit never
+    # changes), and the subscription by the ledger's own validation. Any doubt goes the long
+    # way, which answers an unknown subscription (404) before any problem of a resource.
+    kept = _kept_resources(organization_id, details)
+    if kept is None or _resource_problems(kept, details).items:
+        await asyncio.to_thread(_resolve, context, organization_id, subscription_id, details)
     events = [
         {
             "idempotency_key": f"saaslogic:{retry_key}:{position}" if retry_key else new_id("sl"),
@@ -247,8 +268,18 @@ async def report_usage(
     try:
         await context.usage.record_async(organization_id, events, source="saaslogic")
     except (InvalidInput, Conflict) as exc:
+        if _refused_subscription(exc):
+            raise subscription_not_found(subscription_id) from exc
         raise _translated(exc, details) from exc
     return Response(status_code=200)
+
+
+def _refused_subscription(exc: MeterworksError) -> bool:
+    """Whether the ledger refused the report for an unknown subscription."""
+    items = exc.details if isinstance(exc.details, list) else []
+    return any(
+        isinstance(item, dict) and item.get("code") == "subscription_not_found" for item in items
+    )
 
 
 class ResourceUsageOut(SaaslogicModel):

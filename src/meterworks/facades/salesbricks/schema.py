@@ -32,6 +32,7 @@ from meterworks.facades.salesbricks.translate import (
     vendor_code,
 )
 from meterworks.kit.clock import ensure_utc
+from meterworks.usage.ingest import find_meter, kept_meter
 
 log = logging.getLogger("meterworks.facades.salesbricks")
 
@@ -117,7 +118,8 @@ schema = UsageSchema(
 
 def _brick(context: UsageContext, brick_id: str) -> Meter:
     with context.app.db.read() as conn:
-        return get_meter(conn, context.organization_id, brick_id)
+        found = find_meter(conn, context.organization_id, brick_id)
+        return found or get_meter(conn, context.organization_id, brick_id)
 
 
 async def _report(
@@ -141,7 +143,10 @@ async def _report(
             extensions={"code": "INVALID_TIMESTAMP", "argument": "timestamp"},
         ) from exc
     try:
-        meter = await asyncio.to_thread(_brick, context, brick_id)
+        # A brick met before is known here: its kind never changes.
+        meter = kept_meter(context.organization_id, brick_id)
+        if meter is None:
+            meter = await asyncio.to_thread(_brick, context, brick_id)
         check_brick_kind(call, meter)
         event = {
             "idempotency_key": operation_key(context.idempotency_key, str(info.path.key)),
