@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, text
+from sqlalchemy import and_, bindparam, delete, func, select, text
 from sqlalchemy.engine import Connection, Row
 
 from meterworks.catalog.meters import Aggregation, Meter
@@ -70,31 +70,36 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+# Built once, like the other statements of every commit: building one costs about as much as
+# running it.
+_NEXT_SEQ = (
+    select(t.ledger_sequences.c.next_seq)
+    .where(t.ledger_sequences.c.organization_id == bindparam("organization_id"))
+    .with_for_update()
+)
+_ADVANCE = (
+    t.ledger_sequences.update()
+    .where(t.ledger_sequences.c.organization_id == bindparam("organization"))
+    .values(next_seq=bindparam("next"))
+)
+
+
 def lock_sequence(conn: Connection, organization_id: str) -> int:
     """Lock the organization's ledger sequence row and return the next free sequence number."""
-    query = (
-        select(t.ledger_sequences.c.next_seq)
-        .where(t.ledger_sequences.c.organization_id == organization_id)
-        .with_for_update()
-    )
-    value = conn.execute(query).scalar()
+    value = conn.execute(_NEXT_SEQ, {"organization_id": organization_id}).scalar()
     if value is None:
         conn.execute(
             insert_ignore(conn, t.ledger_sequences).values(
                 organization_id=organization_id, next_seq=1
             )
         )
-        value = conn.execute(query).scalar()
+        value = conn.execute(_NEXT_SEQ, {"organization_id": organization_id}).scalar()
     assert value is not None
     return int(value)
 
 
 def advance_sequence(conn: Connection, organization_id: str, next_seq: int) -> None:
-    conn.execute(
-        t.ledger_sequences.update()
-        .where(t.ledger_sequences.c.organization_id == organization_id)
-        .values(next_seq=next_seq)
-    )
+    conn.execute(_ADVANCE, {"organization": organization_id, "next": next_seq})
 
 
 # One probe of the unique index per key, whatever the planner knows of the table: a join or
@@ -230,6 +235,14 @@ def _rollup_from_row(row: Row[Any]) -> Rollup:
     )
 
 
+_ROLLUPS_FROM = select(t.usage_rollups).where(
+    t.usage_rollups.c.organization_id == bindparam("organization_id"),
+    t.usage_rollups.c.subscription_id.in_(bindparam("subscriptions", expanding=True)),
+    t.usage_rollups.c.meter_id.in_(bindparam("meters", expanding=True)),
+    t.usage_rollups.c.period_start_us >= bindparam("from_us"),
+)
+
+
 def load_rollups(
     conn: Connection, organization_id: str, pairs: set[Pair], from_start_us: int
 ) -> dict[Pair, dict[int, Rollup]]:
@@ -239,15 +252,15 @@ def load_rollups(
         return found
     subs = sorted({p[0] for p in pairs})
     meters = sorted({p[1] for p in pairs})
-    r = t.usage_rollups.c
     for part in _chunks(subs):
         for row in conn.execute(
-            select(t.usage_rollups).where(
-                r.organization_id == organization_id,
-                r.subscription_id.in_(part),
-                r.meter_id.in_(meters),
-                r.period_start_us >= from_start_us,
-            )
+            _ROLLUPS_FROM,
+            {
+                "organization_id": organization_id,
+                "subscriptions": list(part),
+                "meters": meters,
+                "from_us": from_start_us,
+            },
         ):
             pair = (row.subscription_id, row.meter_id)
             if pair in pairs:
