@@ -162,3 +162,28 @@ def test_valid_small_batches_validated_together_each_get_their_own_events(
     assert usage.writer.commits == 2
     assert api.quantities(one.id) == {one.key("sum"): "101"}
     assert api.quantities(other.id) == {other.key("sum"): "30"}
+
+
+def test_validating_a_large_batch_gives_way_while_the_writer_holds_the_write_turn(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = api.metered("sum")
+    batch = [
+        event(f"big-{n}", subscription_id=setup.id, meter=setup.key("sum"), quantity=1)
+        for n in range(500)
+    ]
+    with held_writer(api, monkeypatch) as (usage, let_go):
+        prepared: list[int] = []
+        thread = threading.Thread(
+            target=lambda: prepared.append(len(usage.prepare(api.org.id, batch, source="native")))
+        )
+        thread.start()
+        thread.join(0.5)
+        # The writer is inside its write transaction (held): validation waits for it.
+        assert thread.is_alive()
+        assert not prepared
+        let_go()
+        thread.join(30)
+        assert prepared == [500]
+        # With the writer idle, validation runs straight through.
+        assert len(usage.prepare(api.org.id, batch, source="native")) == 500

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -117,10 +117,15 @@ class Database:
         return self.engine.dialect.name
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One unit of work: commits on success, rolls back on any error."""
+    def transaction(
+        self, *, holding: AbstractContextManager[Any] | None = None
+    ) -> Iterator[Connection]:
+        """One unit of work: commits on success, rolls back on any error.
+
+        `holding` (a lock, say) is entered once it is this transaction's turn to write, and left
+        after the commit."""
         try:
-            with self._writers.turn(), self.engine.begin() as conn:
+            with self._writers.turn(), holding or nullcontext(), self.engine.begin() as conn:
                 yield conn
         except OperationalError as exc:
             raise Unavailable("the database is not available, retry later") from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -32,6 +33,8 @@ from meterworks.usage.periods import PeriodFinder
 
 MAX_KEY_LENGTH = 255
 MAX_PROPERTIES_BYTES = 16 * 1024
+# Events validated between two calls of `make_way`: about 5–10 ms of work.
+STEP = 200
 SOURCES = frozenset({"native", "salesbricks", "gradient", "saaslogic"})
 
 
@@ -381,8 +384,12 @@ def prepare_batch(
     now: datetime,
     max_events: int,
     future_tolerance_seconds: int,
+    make_way: Callable[[], None] | None = None,
 ) -> list[NewEvent]:
-    """Validate and resolve a whole batch; raise InvalidInput listing every bad event."""
+    """Validate and resolve a whole batch; raise InvalidInput listing every bad event.
+
+    `make_way`, where given, is called every `STEP` events (the ledger writer's `make_way`).
+    """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source}")
     if not isinstance(raw_events, list) or not raw_events:
@@ -394,7 +401,15 @@ def prepare_batch(
             details={"max_events": max_events, "received": len(raw_events)},
         )
     errors = _Errors()
-    drafts = [d for i, raw in enumerate(raw_events) if (d := _parse_one(i, raw, errors))]
+    drafts: list[_Draft] = []
+    for start in range(0, len(raw_events), STEP):
+        if make_way is not None:
+            make_way()
+        drafts.extend(
+            d
+            for i, raw in enumerate(raw_events[start : start + STEP], start)
+            if (d := _parse_one(i, raw, errors))
+        )
 
     meters = _KEPT.meters(conn, organization_id, {d.meter_ref for d in drafts})
     subs = subscriptions_by_id(
@@ -436,7 +451,9 @@ def prepare_batch(
     finders: dict[str, PeriodFinder] = {}
     no_end = 2**63
     events: list[NewEvent] = []
-    for d in drafts:
+    for position, d in enumerate(drafts):
+        if make_way is not None and position % STEP == 0:
+            make_way()
         meter = meters.get(d.meter_ref)
         if meter is None:
             errors.add(d.index, "meter", "meter_not_found", f"meter `{d.meter_ref}` not found")

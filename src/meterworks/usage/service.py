@@ -55,7 +55,9 @@ class UsageService:
     def prepare(self, organization_id: str, raw_events: Any, *, source: str) -> list[NewEvent]:
         """Validate and resolve a batch (reads only); raises InvalidInput for the whole batch."""
         with self.db.read() as conn:
-            return self.validate(conn, organization_id, raw_events, source=source)
+            return self.validate(
+                conn, organization_id, raw_events, source=source, make_way=self.writer.make_way
+            )
 
     def validate(
         self,
@@ -65,8 +67,11 @@ class UsageService:
         *,
         source: str,
         max_events: int | None = None,
+        make_way: Callable[[], None] | None = None,
     ) -> list[NewEvent]:
-        """`prepare` on a connection of the caller's (the writer's, for small batches)."""
+        """`prepare` on a connection of the caller's (the writer's, for small batches).
+
+        A request thread passes the writer's `make_way`; the writer itself passes nothing."""
         events = prepare_batch(
             conn,
             organization_id,
@@ -75,6 +80,7 @@ class UsageService:
             now=self.clock.now(),
             max_events=max_events or self.settings.max_events_per_batch,
             future_tolerance_seconds=self.settings.future_tolerance_seconds,
+            make_way=make_way,
         )
         refused = [item for guard in self.guards for item in guard(conn, organization_id, events)]
         if refused:

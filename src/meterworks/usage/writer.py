@@ -99,6 +99,11 @@ class LedgerWriter:
         self._hooks: list[InTransactionHook] = []
         self._change_hooks: list[ChangeHook] = []
         self._lock = threading.Lock()
+        # Held while this writer holds the database's write turn (SQLite: every process's
+        # writers wait for it). Request threads validating large batches give way to it between
+        # steps (`make_way`): the process's threads share one interpreter lock, and a writer
+        # that has to wait for it holds up the writers of every process.
+        self._writing = threading.Lock()
         self._concurrent = False
         self.commits = 0
 
@@ -124,6 +129,13 @@ class LedgerWriter:
     @property
     def running(self) -> bool:
         return self._thread is not None
+
+    def make_way(self) -> None:
+        """Wait while this process's writer holds the write turn (called between steps of long
+        work in request threads; never from the writer itself)."""
+        if self._writing.locked():
+            with self._writing:
+                pass
 
     def submit_events(
         self, organization_id: str, events: list[NewEvent], *, rebuild_view: bool = True
@@ -229,7 +241,7 @@ class LedgerWriter:
         for position, item in enumerate(group):
             bucket = appends if isinstance(item, _Append) else jobs
             bucket.setdefault(item.organization_id, []).append(position)
-        with self.db.transaction() as conn:
+        with self.db.transaction(holding=self._writing) as conn:
             # Batches still to validate first, all of them before any sequence lock is taken.
             for position, error in _validate(conn, group):
                 results[position] = (False, error)
