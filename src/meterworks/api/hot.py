@@ -11,7 +11,7 @@ can store). The route stays for those, and for the API's description.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, overload
 
 from starlette.requests import ClientDisconnect
 
@@ -46,9 +46,9 @@ class HotEvents:
             return
         try:
             organization_id = await organization_for_token_async(
-                self.context, token_of(_authorization(scope))
+                self.context, token_of(header(scope, b"authorization"))
             )
-            response = await ingest(self.context, organization_id, await _body(receive))
+            response = await ingest(self.context, organization_id, await body_of(receive))
         except MeterworksError as exc:
             response = error_response(exc)
         except ClientDisconnect:
@@ -56,14 +56,20 @@ class HotEvents:
         await response(scope, receive, send)
 
 
-def _authorization(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
+@overload
+def header(scope: Scope, name: bytes) -> str: ...
+@overload
+def header(scope: Scope, name: bytes, default: None) -> str | None: ...
+def header(scope: Scope, name: bytes, default: str | None = "") -> str | None:
+    """The first value of a header (`name` in lower case, as servers pass it), as text."""
+    for key, value in scope["headers"]:
+        if key == name:
             return str(value.decode("latin-1"))
-    return ""
+    return default
 
 
-async def _body(receive: Receive) -> bytes:
+async def body_of(receive: Receive) -> bytes:
+    """The whole request body; ClientDisconnect if the client went away first."""
     chunks: list[bytes] = []
     while True:
         message = await receive()

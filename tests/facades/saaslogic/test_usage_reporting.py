@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -336,3 +337,77 @@ def test_an_unknown_subscription_is_404_whether_or_not_its_resources_were_met_be
     assert kept.json()["message"] == "SUBSCRIPTION_NOT_FOUND"
     assert native_usage(merchant.org, scene.subscription_id) == {"storage": "1"}
     assert ledger_rows(merchant.server, merchant.org.id) == 1
+
+
+def test_a_report_is_answered_below_the_framework_exactly_as_by_its_route(
+    merchant: Merchant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """facades/saaslogic/hot.py answers the usage report; a query string sends the call through
+    the route instead (FastAPI ignores the unknown parameter). Both must answer alike."""
+    from meterworks.facades.saaslogic import hot
+
+    through_layer: list[str] = []
+    report_of_route = usage.report
+
+    async def counted(context: Any, organization_id: str, subscription_id: str, *rest: Any) -> Any:
+        through_layer.append(subscription_id)
+        return await report_of_route(context, organization_id, subscription_id, *rest)
+
+    # The layer looks the function up on the module at each call; the route calls it directly.
+    monkeypatch.setattr(hot, "report", counted)
+    scene = subscribe(merchant.org, {"storage": "sum"})
+    unit = scene.meters["storage"]["unit"]
+    token = merchant.client.headers["authorization"]
+    limit = merchant.server.settings.max_body_bytes
+
+    def body(value: object = "1.5", resource: str = "storage", **extra: object) -> bytes:
+        detail = {"resourceId": resource, "value": value, "uomId": unit}
+        return json.dumps({"usageDetails": [detail], **extra}).encode()
+
+    sub = scene.subscription_id
+    keyed = {"authorization": token, "idempotency-key": "{}-job"}
+    calls: list[tuple[str, str, dict[str, str], bytes]] = [
+        ("valid", sub, {"authorization": token}, body()),
+        ("keyed", sub, keyed, body("2")),
+        ("keyed replay", sub, keyed, body("2")),
+        ("keyed conflict", sub, keyed, body("3")),
+        ("no token", sub, {}, body()),
+        ("bad token", sub, {"authorization": "Bearer not.a.jwt"}, body()),
+        ("not json", sub, {"authorization": token}, b"{not json"),
+        ("bad type", sub, {"authorization": token}, body(reportingType="Subtract")),
+        ("no details", sub, {"authorization": token}, b'{"usageDetails": []}'),
+        ("unknown resource", sub, {"authorization": token}, body(resource="nope")),
+        ("unknown subscription", "sub_missing", {"authorization": token}, body()),
+        ("NUL in path", "sub%00x", {"authorization": token}, body()),
+        ("long key", sub, {"authorization": token, "idempotency-key": "k" * 300}, body()),
+        ("too large", sub, {"authorization": token}, b" " * (limit + 1)),
+    ]
+    answers: dict[str, list[tuple[int, str]]] = {}
+    for via, query in (("layer", ""), ("route", "?via=route")):
+        for name, target, headers, content in calls:
+            sent = {k: v.replace("{}", via) for k, v in headers.items()}
+            response = httpx.post(
+                f"{merchant.server.base_url}{PREFIX}/subscriptions/{target}/resources{query}",
+                content=content,
+                headers=sent,
+                timeout=30,
+            )
+            answers.setdefault(name, []).append(
+                (response.status_code, response.text.replace(via, "{}"))
+            )
+        if via == "layer":
+            # Every call past the path and token checks whose body could be read.
+            assert len(through_layer) == len(calls) - 4
+    assert len(through_layer) == len(calls) - 4, "a call with a query string reached the layer"
+    for name, (layer, route) in answers.items():
+        assert layer == route, name
+    statuses = {name: layer[0] for name, (layer, _) in answers.items()}
+    assert statuses == {
+        "valid": 200, "keyed": 200, "keyed replay": 200, "keyed conflict": 409, "no token": 401,
+        "bad token": 401, "not json": 400, "bad type": 400, "no details": 400,
+        "unknown resource": 400, "unknown subscription": 404, "NUL in path": 400,
+        "long key": 400, "too large": 413,
+    }  # fmt: skip
+    # Each path: the valid report and the keyed one (its replay counted once).
+    assert native_usage(merchant.org, sub) == {"storage": "7"}
+    assert ledger_rows(merchant.server, merchant.org.id) == 4

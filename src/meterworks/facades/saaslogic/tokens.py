@@ -151,7 +151,12 @@ def token_service(context: AppContext) -> TokenService:
 async def current_organization(
     request: Request, context: Annotated[AppContext, Depends(get_context)]
 ) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return await organization_of(context, request.headers.get("authorization", ""))
+
+
+async def organization_of(context: AppContext, authorization: str) -> str:
+    """The organization of an `Authorization` header's bearer token, or Unauthorized."""
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send `Authorization: Bearer <token>` (see POST /token)")
     service = token_service(context)

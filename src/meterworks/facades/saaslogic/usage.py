@@ -239,10 +239,28 @@ async def report_usage(
     subscription_id: str, request: Request, organization_id: OrganizationId, context: Context
 ) -> Response:
     """Report resource usage of a subscription; answers 200 with no body once committed."""
+    # Most calls are answered by facades/saaslogic/hot.py before they reach this route.
+    return await report(
+        context,
+        organization_id,
+        subscription_id,
+        await request.body(),
+        request.headers.get("idempotency-key"),
+    )
+
+
+async def report(
+    context: AppContext,
+    organization_id: str,
+    subscription_id: str,
+    raw_body: bytes,
+    idempotency_key: str | None,
+) -> Response:
+    """The answer to an authenticated caller's report (`Idempotency-Key` as sent, if sent)."""
     # Read here rather than declared, so the numbers stay exact and every bad detail is named.
-    body = parse_body(await request.body())
+    body = parse_body(raw_body)
     usage_date, operation, details = parse_report(body, context.clock.now())
-    retry_key = (request.headers.get("idempotency-key") or "").strip()
+    retry_key = (idempotency_key or "").strip()
     if len(retry_key) > MAX_IDEMPOTENCY_KEY:
         raise _call_error(
             "Idempotency-Key", "invalid_idempotency_key",
