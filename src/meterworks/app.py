@@ -23,6 +23,7 @@ from meterworks.db.engine import Database
 from meterworks.db.migrate import upgrade
 from meterworks.errors import PayloadTooLarge
 from meterworks.facades import mount_facades
+from meterworks.facades.gradient.hot import HotUnitCounts
 from meterworks.facades.saaslogic.hot import HotResources
 from meterworks.kit.clock import Clock, SystemClock
 from meterworks.tenancy.service import Authenticator
@@ -151,6 +152,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         add_routes(app, module.router)
     # The single-usage calls answered below the framework: inside the body limit, which they
     # rely on; outside everything else.
+    app.add_middleware(HotUnitCounts, context=context)
     app.add_middleware(HotResources, context=context)
     app.add_middleware(HotEvents, context=context)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

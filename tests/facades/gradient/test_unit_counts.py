@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -405,3 +406,81 @@ def test_an_oversized_body_is_413(vendor: Vendor) -> None:
         f"the request body exceeds {vendor.server.settings.max_body_bytes} bytes",
     )
     assert ledger_rows(vendor) == 0
+
+
+def test_a_unit_count_is_answered_below_the_framework_exactly_as_by_its_route(
+    vendor: Vendor, server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """facades/gradient/hot.py answers set unit count; a query string sends the call through
+    the route instead (an empty `no_build`, which the route reads as absent). Both must answer
+    every call alike."""
+    from meterworks.facades.gradient import counts, hot
+
+    through_layer: list[str] = []
+    set_count_of_route = counts.set_count
+
+    async def counted(context: Any, caller: Any, service_id: str, *rest: Any) -> Any:
+        through_layer.append(service_id)
+        return await set_count_of_route(context, caller, service_id, *rest)
+
+    # The layer looks the function up on its module at each call; the route calls it directly.
+    monkeypatch.setattr(hot, "set_count", counted)
+    mapping = mapped_account(vendor)
+    summed = vendor.org.client.post(
+        "/v1/meters",
+        json={"key": "api-calls", "name": "API calls", "unit": "call", "aggregation": "sum"},
+    ).json()
+    create_account(vendor, "acct-2")
+    subscribe(vendor, "acct-2", [summed["id"]])
+    token = vendor.token
+    limit = server.settings.max_body_bytes
+
+    def body(account: str = "acct-1", units: Any = 3) -> bytes:
+        return json.dumps({"accountId": account, "unitCount": units}).encode()
+
+    good = {"Gradient-Token": token}
+    service = mapping.service_id
+    calls: list[tuple[str, str, dict[str, str], bytes]] = [
+        ("valid", service, good, body()),
+        ("again", service, good, body(units="4.5")),
+        ("no token", service, {}, body()),
+        ("bad token", service, {"Gradient-Token": "not base64 at all!"}, body()),
+        ("wrong partner", service, {"Gradient-Token": gradient_token(vendor.org.token, "pk_x")},
+         body()),
+        ("not json", service, good, b"{not json"),
+        ("empty body", service, good, b""),
+        ("negative", service, good, body(units=-1)),
+        ("unmapped account", service, good, body("acct-nobody")),
+        ("unknown service", "svc_missing", good, body()),
+        ("bad service id", "no such service!", good, body()),
+        ("sum service", summed["id"], good, body("acct-2")),
+        ("NUL in path", "svc%00x", good, body()),
+        ("too large", service, good, b" " * (limit + 1)),
+    ]  # fmt: skip
+    answers: dict[str, list[tuple[int, str, str | None]]] = {}
+    for via, query in (("layer", ""), ("route", "?no_build=")):
+        for name, target, headers, content in calls:
+            response = httpx.post(
+                f"{server.base_url}{PREFIX}/service/{target}/count{query}",
+                content=content,
+                headers=headers,
+                timeout=30,
+            )
+            answers.setdefault(name, []).append(
+                (response.status_code, response.text, response.headers.get("retry-after"))
+            )
+        if via == "layer":
+            # Every call past the path, token and body checks.
+            assert len(through_layer) == len(calls) - 6
+    assert len(through_layer) == len(calls) - 6, "a call with a query string reached the layer"
+    for name, (layer, route) in answers.items():
+        assert layer == route, name
+    statuses = {name: layer[0] for name, (layer, _) in answers.items()}
+    assert statuses == {
+        "valid": 201, "again": 201, "no token": 401, "bad token": 401, "wrong partner": 401,
+        "not json": 400, "empty body": 400, "negative": 400, "unmapped account": 404,
+        "unknown service": 404, "bad service id": 400, "sum service": 400, "NUL in path": 400,
+        "too large": 413,
+    }  # fmt: skip
+    assert usage(vendor, mapping.subscription_id, mapping.service_id) == "4.5"
+    assert ledger_rows(vendor) == 4

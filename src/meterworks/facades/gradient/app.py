@@ -33,6 +33,8 @@ from meterworks.facades.gradient import counts, organization, services
 from meterworks.facades.gradient.ratelimit import TokenBuckets
 
 log = logging.getLogger("meterworks.facades.gradient")
+# The facade's rate limiter, in the context's extensions (for facades/gradient/hot.py).
+LIMITER = "gradient.limiter"
 
 # The vendor has no 422: a request it cannot take is a 400.
 STATUS_OF: tuple[tuple[type[MeterworksError], int], ...] = (
@@ -76,13 +78,18 @@ def message_of(exc: MeterworksError) -> str:
     return message
 
 
+def render(exc: MeterworksError) -> JSONResponse:
+    """A domain error in the vendor's shape, with its status (and `Retry-After` when limited)."""
+    headers: dict[str, str] | None = None
+    if isinstance(exc, RateLimited) and isinstance(exc.details, dict):
+        headers = {"Retry-After": str(exc.details.get("retry_after", 1))}
+    return error_response(status_of(exc), message_of(exc), headers)
+
+
 def install_error_handlers(sub_app: FastAPI) -> None:
     @sub_app.exception_handler(MeterworksError)
     async def domain_error(_: Request, exc: MeterworksError) -> JSONResponse:
-        headers: dict[str, str] | None = None
-        if isinstance(exc, RateLimited) and isinstance(exc.details, dict):
-            headers = {"Retry-After": str(exc.details.get("retry_after", 1))}
-        return error_response(status_of(exc), message_of(exc), headers)
+        return render(exc)
 
     @sub_app.exception_handler(RequestValidationError)
     async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -116,7 +123,8 @@ def create_app(context: AppContext) -> FastAPI:
         "Authenticate with `GRADIENT-TOKEN: base64(<api token>:<partner key>)`.",
     )
     sub_app.state.context = context
-    sub_app.state.gradient_limiter = TokenBuckets(context.settings.gradient_rate_limit_per_second)
+    limiter = TokenBuckets(context.settings.gradient_rate_limit_per_second)
+    sub_app.state.gradient_limiter = context.extensions[LIMITER] = limiter
     install_error_handlers(sub_app)
     for module in (services, counts, organization):
         add_routes(sub_app, module.router)

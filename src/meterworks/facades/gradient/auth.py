@@ -58,10 +58,15 @@ def _verify(context: AppContext, api_token: str, partner_key: str) -> Caller:
 
 
 async def current_caller(request: Request, context: Context) -> Caller:
-    value = request.headers.get(HEADER, "").strip()
+    limiter: TokenBuckets = request.app.state.gradient_limiter
+    return await caller_of(context, limiter, request.headers.get(HEADER, ""))
+
+
+async def caller_of(context: AppContext, limiter: TokenBuckets, header: str) -> Caller:
+    """The caller a GRADIENT-TOKEN header names, within its rate limit, or why not."""
+    value = header.strip()
     if not value:
         raise Unauthorized("send the GRADIENT-TOKEN header", code="missing_token")
-    limiter: TokenBuckets = request.app.state.gradient_limiter
     wait = limiter.take(value)
     if wait is not None:
         raise RateLimited(

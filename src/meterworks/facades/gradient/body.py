@@ -16,7 +16,11 @@ from meterworks.api.jsonbody import parse_body
 
 async def json_body(request: Request) -> Any:
     """The body as exact JSON; None when it is empty."""
-    raw = await request.body()
+    return parsed(await request.body())
+
+
+def parsed(raw: bytes) -> Any:
+    """A body as exact JSON; None when it is empty."""
     if not raw.strip():
         return None
     return parse_body(raw)
