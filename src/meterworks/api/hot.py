@@ -6,7 +6,7 @@ time). This ASGI layer answers the calls it recognises exactly as `api/events.py
 the same authentication, body rules and error shape, and passes everything else on: other
 paths and methods, and calls with a query string (the route checks those for text no database
 can store). The route stays for those, and for the API's description. `header` and `body_of`
-serve the facades' layers of the same kind too (`facades/saaslogic/hot.py`).
+serve the facades' layers of the same kind too (`facades/*/hot.py`).
 """
 
 from __future__ import annotations
