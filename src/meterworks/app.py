@@ -15,7 +15,7 @@ from meterworks import __version__
 from meterworks.api import billing, catalog, customers, events, subscriptions, tenancy
 from meterworks.api.context import AppContext
 from meterworks.api.errors import install_error_handlers
-from meterworks.api.hot import HotEvents
+from meterworks.api.hot import NATIVE_EVENTS, HotCalls
 from meterworks.api.routes import add_routes
 from meterworks.billing.service import BillingService
 from meterworks.config import Settings
@@ -23,8 +23,8 @@ from meterworks.db.engine import Database
 from meterworks.db.migrate import upgrade
 from meterworks.errors import PayloadTooLarge
 from meterworks.facades import mount_facades
-from meterworks.facades.gradient.hot import HotUnitCounts
-from meterworks.facades.saaslogic.hot import HotResources
+from meterworks.facades.gradient.hot import SET_COUNT
+from meterworks.facades.saaslogic.hot import REPORT
 from meterworks.kit.clock import Clock, SystemClock
 from meterworks.tenancy.service import Authenticator
 from meterworks.usage.service import UsageService
@@ -152,8 +152,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         add_routes(app, module.router)
     # The single-usage calls answered below the framework: inside the body limit, which they
     # rely on; outside everything else.
-    app.add_middleware(HotUnitCounts, context=context)
-    app.add_middleware(HotResources, context=context)
-    app.add_middleware(HotEvents, context=context)
+    app.add_middleware(HotCalls, context=context, calls=(NATIVE_EVENTS, REPORT, SET_COUNT))
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

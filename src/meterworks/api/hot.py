@@ -1,20 +1,25 @@
-"""`POST /v1/events` answered below the framework, the same way as its route.
+"""Single-usage calls answered below the framework, the same way as their routes.
 
 A single-event call does little work of its own; FastAPI's middleware, routing and dependency
 resolution around it cost more than the call (measured: about two thirds of the event loop's
-time). This ASGI layer answers the calls it recognises exactly as `api/events.py` would, with
-the same authentication, body rules and error shape, and passes everything else on: other
-paths and methods, and calls with a query string (the route checks those for text no database
-can store). The route stays for those, and for the API's description. `header` and `body_of`
-serve the facades' layers of the same kind too (`facades/*/hot.py`).
+time). `HotCalls` is one ASGI layer that answers the calls it is given, each exactly as its route
+would: the same checks in the same order, and the API's own error shape. It answers only `POST`s
+without a query string (routes check query text for what no database can store, and a facade's
+flags live there), and passes everything else on. The routes stay for those, and for the API's
+description.
+
+The native `POST /v1/events` is `NATIVE_EVENTS`; the facades' calls are in `facades/*/hot.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+import re
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any, overload
 
 from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from meterworks.api.auth import organization_for_token_async, token_of
 from meterworks.api.context import AppContext
@@ -28,33 +33,50 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-PATH = "/v1/events"
+# A call's answer: (context, scope, receive, the path's match) -> its response; refusals are
+# raised as MeterworksError, and answered by the call's `render`.
+Answer = Callable[[AppContext, Scope, Receive, re.Match[str]], Awaitable[Response]]
 
 
-class HotEvents:
-    def __init__(self, app: ASGIApp, context: AppContext) -> None:
+@dataclass(frozen=True, slots=True)
+class HotCall:
+    path: re.Pattern[str]  # matched whole; a group per path parameter, one segment each
+    answer: Answer
+    render: Callable[[MeterworksError], Response]
+
+
+class HotCalls:
+    def __init__(self, app: ASGIApp, context: AppContext, calls: Sequence[HotCall]) -> None:
         self.app = app
         self.context = context
+        self.calls = tuple(calls)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] != PATH
-            or scope["method"] != "POST"
-            or scope.get("query_string")
-        ):
-            await self.app(scope, receive, send)
-            return
-        try:
-            organization_id = await organization_for_token_async(
-                self.context, token_of(header(scope, b"authorization"))
-            )
-            response = await ingest(self.context, organization_id, await body_of(receive))
-        except MeterworksError as exc:
-            response = error_response(exc)
-        except ClientDisconnect:
-            return
-        await response(scope, receive, send)
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("query_string"):
+            for call in self.calls:
+                match = call.path.fullmatch(scope["path"])
+                if match is not None:
+                    try:
+                        response = await call.answer(self.context, scope, receive, match)
+                    except MeterworksError as exc:
+                        response = call.render(exc)
+                    except ClientDisconnect:
+                        return
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+async def _native_events(
+    context: AppContext, scope: Scope, receive: Receive, _: re.Match[str]
+) -> Response:
+    organization_id = await organization_for_token_async(
+        context, token_of(header(scope, b"authorization"))
+    )
+    return await ingest(context, organization_id, await body_of(receive))
+
+
+NATIVE_EVENTS = HotCall(re.compile(r"/v1/events"), _native_events, error_response)
 
 
 @overload
