@@ -23,6 +23,7 @@ from meterworks.tenancy.service import (
     ensure_organization,
 )
 from tests.api.builders import Api, dumps, event
+from tests.support.hot import Sent, answered_both_ways
 from tests.support.server import TEST_EPOCH, RunningServer
 
 
@@ -135,46 +136,40 @@ def test_post_events_is_answered_below_the_framework_exactly_as_by_its_route(
         return dumps({"events": [one]}).encode()
 
     token = api.client.headers["authorization"]
-    calls: list[tuple[str, dict[str, str], bytes]] = [
-        ("valid", {"authorization": token}, batch("{}-first")),
-        ("replay", {"authorization": token}, batch("{}-first")),
-        ("conflict", {"authorization": token}, batch("{}-first", properties={"a": 1})),
-        ("no key", {}, batch("{}-nokey")),
-        ("bad scheme", {"authorization": "Basic abc"}, batch("{}-basic")),
-        ("unknown key", {"authorization": "Bearer nope.nope"}, batch("{}-unknown")),
-        ("not json", {"authorization": token}, b'{"events": ['),
-        ("no events", {"authorization": token}, b'{"event": []}'),
-        ("empty list", {"authorization": token}, b'{"events": []}'),
-        ("bad meter", {"authorization": token}, batch("{}-meter", of="missing")),
-        ("NUL in text", {"authorization": token}, batch("{}-nul\x00")),
-        ("too large", {"authorization": token}, b" " * (limit + 1)),
+    url = f"{api.server.base_url}/v1/events"
+    calls = [
+        Sent(name, url, headers, body)
+        for name, headers, body in [
+            ("valid", {"authorization": token}, batch("{}-first")),
+            ("replay", {"authorization": token}, batch("{}-first")),
+            ("conflict", {"authorization": token}, batch("{}-first", properties={"a": 1})),
+            ("no key", {}, batch("{}-nokey")),
+            ("bad scheme", {"authorization": "Basic abc"}, batch("{}-basic")),
+            ("unknown key", {"authorization": "Bearer nope.nope"}, batch("{}-unknown")),
+            ("not json", {"authorization": token}, b'{"events": ['),
+            ("no events", {"authorization": token}, b'{"event": []}'),
+            ("empty list", {"authorization": token}, b'{"events": []}'),
+            ("bad meter", {"authorization": token}, batch("{}-meter", of="missing")),
+            ("NUL in text", {"authorization": token}, batch("{}-nul\x00")),
+            ("too large", {"authorization": token}, b" " * (limit + 1)),
+        ]
     ]
-    answers: dict[str, list[tuple[int, Any, str | None]]] = {}
-    for via, query in (("layer", ""), ("route", "?via=route")):
-        for name, headers, body in calls:
-            body = body.replace(b"{}", via.encode())
-            response = httpx.post(
-                f"{api.server.base_url}/v1/events{query}", content=body, headers=headers, timeout=30
-            )
-            # The keys differ by path (`layer-…`, `route-…`), as in a conflict's message.
-            shown = json.loads(response.text.replace(via, "{}"))
-            answers.setdefault(name, []).append(
-                (response.status_code, shown, response.headers.get("www-authenticate"))
-            )
-        if via == "layer":
-            # Every authenticated call but the one refused while its body was read.
-            assert len(through_layer) == len(calls) - 4
-    assert len(through_layer) == len(calls) - 4, "a call with a query string reached the layer"
-    for name, (layer, route) in answers.items():
-        assert layer == route, name
-    statuses = {name: layer[0] for name, (layer, _) in answers.items()}
+    # Every authenticated call but the one refused while its body was read.
+    answers = answered_both_ways(
+        calls,
+        route_query="?via=route",
+        header="www-authenticate",
+        reached=through_layer,
+        reaching=len(calls) - 4,
+    )
+    statuses = {name: answer.status for name, answer in answers.items()}
     assert statuses == {
         "valid": 200, "replay": 200, "conflict": 409, "no key": 401, "bad scheme": 401,
         "unknown key": 401, "not json": 400, "no events": 422, "empty list": 422,
         "bad meter": 422, "NUL in text": 400, "too large": 413,
     }  # fmt: skip
-    assert answers["valid"][0][1] == {"accepted": 1, "duplicates": 0}
-    assert answers["replay"][0][1] == {"accepted": 0, "duplicates": 1}
+    assert json.loads(answers["valid"].text) == {"accepted": 1, "duplicates": 0}
+    assert json.loads(answers["replay"].text) == {"accepted": 0, "duplicates": 1}
     # One event from each path, nothing from the refused calls.
     assert api.ledger_rows() == 2
     assert api.quantities(setup.id) == {meter: "3"}

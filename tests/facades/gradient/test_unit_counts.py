@@ -23,6 +23,7 @@ from tests.facades.gradient.support import (
     subscribe,
     usage,
 )
+from tests.support.hot import Sent, answered_both_ways
 from tests.support.server import RunningServer
 from tests.support.tenancy import new_organization
 
@@ -219,13 +220,20 @@ def test_malformed_json_and_bad_flags_are_400(vendor: Vendor) -> None:
     assert ledger_rows(vendor) == 0
 
 
-def test_a_sum_service_is_refused_with_a_clear_message(vendor: Vendor) -> None:
-    meter = vendor.org.client.post(
+def summed_service(vendor: Vendor, account_id: str) -> dict[str, Any]:
+    """A `sum` meter (made natively: the facade creates only level services), charged by a new
+    account's subscription."""
+    meter: dict[str, Any] = vendor.org.client.post(
         "/v1/meters",
         json={"key": "api-calls", "name": "API calls", "unit": "call", "aggregation": "sum"},
     ).json()
-    create_account(vendor, "acct-1")
-    subscribe(vendor, "acct-1", [meter["id"]])
+    create_account(vendor, account_id)
+    subscribe(vendor, account_id, [meter["id"]])
+    return meter
+
+
+def test_a_sum_service_is_refused_with_a_clear_message(vendor: Vendor) -> None:
+    meter = summed_service(vendor, "acct-1")
 
     refused(
         count(vendor, meter["id"], {"accountId": "acct-1", "unitCount": 1}),
@@ -426,12 +434,7 @@ def test_a_unit_count_is_answered_below_the_framework_exactly_as_by_its_route(
     # The layer looks the function up on its module at each call; the route calls it directly.
     monkeypatch.setattr(hot, "set_count", counted)
     mapping = mapped_account(vendor)
-    summed = vendor.org.client.post(
-        "/v1/meters",
-        json={"key": "api-calls", "name": "API calls", "unit": "call", "aggregation": "sum"},
-    ).json()
-    create_account(vendor, "acct-2")
-    subscribe(vendor, "acct-2", [summed["id"]])
+    summed = summed_service(vendor, "acct-2")
     token = vendor.token
     limit = server.settings.max_body_bytes
 
@@ -440,7 +443,7 @@ def test_a_unit_count_is_answered_below_the_framework_exactly_as_by_its_route(
 
     good = {"Gradient-Token": token}
     service = mapping.service_id
-    calls: list[tuple[str, str, dict[str, str], bytes]] = [
+    counts_sent = [
         ("valid", service, good, body()),
         ("again", service, good, body(units="4.5")),
         ("no token", service, {}, body()),
@@ -457,25 +460,17 @@ def test_a_unit_count_is_answered_below_the_framework_exactly_as_by_its_route(
         ("NUL in path", "svc%00x", good, body()),
         ("too large", service, good, b" " * (limit + 1)),
     ]  # fmt: skip
-    answers: dict[str, list[tuple[int, str, str | None]]] = {}
-    for via, query in (("layer", ""), ("route", "?no_build=")):
-        for name, target, headers, content in calls:
-            response = httpx.post(
-                f"{server.base_url}{PREFIX}/service/{target}/count{query}",
-                content=content,
-                headers=headers,
-                timeout=30,
-            )
-            answers.setdefault(name, []).append(
-                (response.status_code, response.text, response.headers.get("retry-after"))
-            )
-        if via == "layer":
-            # Every call past the path, token and body checks.
-            assert len(through_layer) == len(calls) - 6
-    assert len(through_layer) == len(calls) - 6, "a call with a query string reached the layer"
-    for name, (layer, route) in answers.items():
-        assert layer == route, name
-    statuses = {name: layer[0] for name, (layer, _) in answers.items()}
+    base = f"{server.base_url}{PREFIX}/service"
+    calls = [Sent(name, f"{base}/{target}/count", h, b) for name, target, h, b in counts_sent]
+    # Every call past the path, token and body checks.
+    answers = answered_both_ways(
+        calls,
+        route_query="?no_build=",
+        header="retry-after",
+        reached=through_layer,
+        reaching=len(calls) - 6,
+    )
+    statuses = {name: answer.status for name, answer in answers.items()}
     assert statuses == {
         "valid": 201, "again": 201, "no token": 401, "bad token": 401, "wrong partner": 401,
         "not json": 400, "empty body": 400, "negative": 400, "unmapped account": 404,

@@ -16,6 +16,7 @@ from tests.facades.saaslogic.support import (
     native_usage,
     subscribe,
 )
+from tests.support.hot import Sent, answered_both_ways
 
 SEED_BODY = """{
     "usageDate": "2024-07-25T15:00:00",
@@ -366,7 +367,7 @@ def test_a_report_is_answered_below_the_framework_exactly_as_by_its_route(
 
     sub = scene.subscription_id
     keyed = {"authorization": token, "idempotency-key": "{}-job"}
-    calls: list[tuple[str, str, dict[str, str], bytes]] = [
+    reports = [
         ("valid", sub, {"authorization": token}, body()),
         ("keyed", sub, keyed, body("2")),
         ("keyed replay", sub, keyed, body("2")),
@@ -382,26 +383,17 @@ def test_a_report_is_answered_below_the_framework_exactly_as_by_its_route(
         ("long key", sub, {"authorization": token, "idempotency-key": "k" * 300}, body()),
         ("too large", sub, {"authorization": token}, b" " * (limit + 1)),
     ]
-    answers: dict[str, list[tuple[int, str]]] = {}
-    for via, query in (("layer", ""), ("route", "?via=route")):
-        for name, target, headers, content in calls:
-            sent = {k: v.replace("{}", via) for k, v in headers.items()}
-            response = httpx.post(
-                f"{merchant.server.base_url}{PREFIX}/subscriptions/{target}/resources{query}",
-                content=content,
-                headers=sent,
-                timeout=30,
-            )
-            answers.setdefault(name, []).append(
-                (response.status_code, response.text.replace(via, "{}"))
-            )
-        if via == "layer":
-            # Every call past the path and token checks whose body could be read.
-            assert len(through_layer) == len(calls) - 4
-    assert len(through_layer) == len(calls) - 4, "a call with a query string reached the layer"
-    for name, (layer, route) in answers.items():
-        assert layer == route, name
-    statuses = {name: layer[0] for name, (layer, _) in answers.items()}
+    base = f"{merchant.server.base_url}{PREFIX}/subscriptions"
+    calls = [Sent(name, f"{base}/{target}/resources", h, b) for name, target, h, b in reports]
+    # Every call past the path and token checks whose body could be read.
+    answers = answered_both_ways(
+        calls,
+        route_query="?via=route",
+        header="www-authenticate",
+        reached=through_layer,
+        reaching=len(calls) - 4,
+    )
+    statuses = {name: answer.status for name, answer in answers.items()}
     assert statuses == {
         "valid": 200, "keyed": 200, "keyed replay": 200, "keyed conflict": 409, "no token": 401,
         "bad token": 401, "not json": 400, "bad type": 400, "no details": 400,
