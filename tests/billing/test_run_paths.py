@@ -7,10 +7,13 @@ import logging
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from meterworks.billing import batch as batch_module
 from meterworks.billing import run as run_module
 from meterworks.billing.progress import Progress
 from meterworks.billing.run import BillingRun
+from meterworks.db import tables as t
 from tests.scenarios.oracle import check_all
 from tests.scenarios.story import Story, at, ok
 from tests.support.server import RunningServer
@@ -136,15 +139,83 @@ def test_an_ordinary_run_bills_whole_pages_and_a_page_billed_meanwhile_goes_one_
         assert run() == (10, 10)  # opening and January invoices, in pages of 3 and 2
     before = [check_all(story, sub) for sub in subs]
 
-    # A run that read its pages before the first one billed them: every insert conflicts, the
-    # page goes one by one, which finds everything billed and bills nothing twice.
-    monkeypatch.setattr(run_module, "progress_of", lambda conn, org_id, ids: _blank(ids))
-    with caplog.at_level(logging.INFO, logger="meterworks.billing"):
-        assert run() == (0, 0)
+    # A run that read its pages before the first one billed them, and whose check under the
+    # lock sees the same: every insert conflicts, the page goes one by one, which finds
+    # everything billed and bills nothing twice.
+    with monkeypatch.context() as patch:
+        patch.setattr(run_module, "progress_of", lambda conn, org_id, ids: _blank(ids))
+        patch.setattr(batch_module, "progress_of", lambda conn, org_id, ids: _blank(ids))
+        with caplog.at_level(logging.INFO, logger="meterworks.billing"):
+            assert run() == (0, 0)
     assert sum("billed meanwhile" in r.getMessage() for r in caplog.records) == 2  # both pages
     assert [check_all(story, sub) for sub in subs] == before
     numbers = sorted(i["number"] for invoices in before for i in invoices)
     assert numbers == list(range(1, 11))
+
+    # Only the page's read is stale: the check under the lock sees the invoices, composes
+    # those subscriptions again and finds nothing left to bill, without the one-by-one path.
+    caplog.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(run_module, "progress_of", lambda conn, org_id, ids: _blank(ids))
+        patch.setattr(BillingRun, "_one_by_one", no_fallback)
+        with caplog.at_level(logging.INFO, logger="meterworks.billing"):
+            assert run() == (0, 0)
+    assert not any("billed meanwhile" in r.getMessage() for r in caplog.records)
+    assert [check_all(story, sub) for sub in subs] == before
+
+
+def test_usage_written_while_a_page_is_composed_is_on_its_invoices(
+    server: RunningServer, org: IsolatedOrganization, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page is composed without the ledger lock. Usage committed before the page takes the
+    lock belongs on its invoices: the page composes those subscriptions again under the lock,
+    the others as they were."""
+    story = Story(server, org)
+    story.now("2025-01-01")
+    story.meter("api_calls", "sum", unit="call")
+    plan = story.plan(
+        [{"type": "usage", "meter": "api_calls", "model": "per_unit", "unit_price": "0.10"}]
+    )
+    subs = [
+        story.subscribe(story.customer(f"c{n}"), plan, "2025-01-01T00:00:00Z") for n in range(3)
+    ]
+    for n, sub in enumerate(subs):
+        story.now("2025-01-21")
+        story.send(sub, "api_calls", "2025-01-20", 10 + n, key=f"{sub}-c1")
+    story.now("2025-02-01T02:00")
+    composed_again: list[set[str]] = []
+    compose_page, compose_again = batch_module.compose_page, batch_module._compose_again
+
+    def compose_then_write(*args: Any) -> Any:
+        page = compose_page(*args)
+        # Committed after the page was read, before it takes the lock; then a current-period
+        # event of another subscription, which changes no invoice of this page.
+        story.send(subs[1], "api_calls", "2025-01-31T23:00", 5, key="while-composing")
+        story.send(subs[2], "api_calls", "2025-02-01T01:00", 7, key="next-period")
+        return page
+
+    def recording(conn: Any, org_id: str, page: Any, stale: set[str], *rest: Any, **kw: Any) -> Any:
+        composed_again.append(set(stale))
+        return compose_again(conn, org_id, page, stale, *rest, **kw)
+
+    monkeypatch.setattr(run_module, "compose_page", compose_then_write)
+    monkeypatch.setattr(batch_module, "_compose_again", recording)
+    monkeypatch.setattr(BillingRun, "_one_by_one", lambda *args: pytest.fail("fell back"))
+    now = server.clock.now()
+    report = BillingRun(server.db, server.settings, as_of=now, now=now).run(org.id)
+    assert (report.drafted, report.finalized) == (3, 3)
+    assert composed_again == [{subs[1], subs[2]}]  # both have entries since the page was read
+    quantities = [story.period_invoice(sub, "2025-01-01")["lines"][0]["quantity"] for sub in subs]
+    assert quantities == ["10", "16", "12"]  # January's late-but-on-time event is on it
+    for sub in subs:
+        check_all(story, sub)
+    with server.db.read() as conn:
+        marked = conn.execute(
+            select(t.billing_late_marks.c.subscription_id).where(
+                t.billing_late_marks.c.organization_id == org.id
+            )
+        ).all()
+    assert marked == []  # written before the lock: on the invoice, not late
 
 
 def _blank(ids: list[str]) -> dict[str, Progress]:

@@ -5,6 +5,12 @@ and written with a handful of bulk statements, so a run costs per page what it u
 invoice. The rules are the ones of `lifecycle.py` (drafting, finalizing under the ledger lock,
 numbering in billing order); a page that fails as a whole is retried there, one subscription at
 a time.
+
+A page is composed in a read transaction (`compose_page`) and written in a write transaction
+(`write_page`), so the ledger lock is held only while it is written. Under the lock the page
+checks what changed since it was read: a subscription with ledger entries numbered since then, or
+whose invoices or late mark differ, is composed again there. Every change of usage is a ledger
+entry, so nothing written before the lock is missed, and everything after it is late usage.
 """
 
 from __future__ import annotations
@@ -21,14 +27,14 @@ from meterworks.billing import store
 from meterworks.billing.compose import Composer, Composition, first_period, period_at
 from meterworks.billing.loader import PageLoader
 from meterworks.billing.model import InvoiceKind, InvoiceStatus
-from meterworks.billing.progress import DraftRef, Progress, marked
+from meterworks.billing.progress import DraftRef, Progress, progress_of
 from meterworks.catalog.plans import Plan
 from meterworks.db import bulk
 from meterworks.db import tables as t
 from meterworks.kit.ids import new_id
 from meterworks.kit.periods import Period
 from meterworks.subscriptions.service import Subscription
-from meterworks.usage.ledger import lock_sequence
+from meterworks.usage.ledger import lock_sequence, next_sequence, touched_between
 
 log = logging.getLogger("meterworks.billing")
 INV = t.invoices.c
@@ -102,30 +108,118 @@ class PageResult:
     failed: int
 
 
-def bill_page(
+@dataclass(slots=True)
+class ComposedPage:
+    """A page composed outside the write transaction, from what was committed below `seq`."""
+
+    work: list[tuple[Subscription, Plan, list[Step]]]
+    # What each subscription's composition assumed of its invoices and late mark.
+    seen: dict[str, Progress]
+    composed: dict[str, list[Composed]]
+    failed: set[str]
+    seq: int
+
+
+def compose_page(
     conn: Connection,
     organization_id: str,
     work: list[tuple[Subscription, Plan, list[Step]]],
     progress: dict[str, Progress],
+) -> ComposedPage:
+    """Read and compose a page in a read transaction: no lock is held meanwhile, so ingestion
+    and other pages go on. `write_page` checks under the lock what changed since."""
+    seen = {sub.id: _copied(progress[sub.id]) for sub, _, _ in work}
+    seq = next_sequence(conn, organization_id)
+    existing = {s.id for _, _, steps in work for s in steps if s.existing and s.finalize}
+    composed, failed = _compose(conn, organization_id, work, progress, existing)
+    return ComposedPage(work, seen, composed, failed, seq)
+
+
+def write_page(
+    conn: Connection,
+    organization_id: str,
+    page: ComposedPage,
+    progress: dict[str, Progress],
     *,
+    as_of: datetime,
+    grace: timedelta,
     now: datetime,
     net_days: int,
 ) -> PageResult:
-    result = PageResult([], [], 0)
-    finalizing = any(step.finalize for _, _, steps in work for step in steps)
-    # The ledger lock before any read, as in `lifecycle.finalize`: writes committed before it
-    # are on these invoices, later ones are late usage.
-    watermark = lock_sequence(conn, organization_id) if finalizing else None
+    """Write a composed page; a finalizing page first takes the ledger lock and composes again,
+    under it, every subscription whose usage, invoices or late mark changed since it was read."""
+    finalizing = any(step.finalize for _, _, steps in page.work for step in steps)
+    watermark = None
+    composed, failed = page.composed, page.failed
     if finalizing:
-        # Read again under the lock: a mark set since the page was read must not be missed.
-        carrying = marked(conn, organization_id, [sub.id for sub, _, _ in work])
-        for sub, _, _ in work:
-            progress[sub.id].marked = sub.id in carrying
+        # The ledger lock before reading what changed, as in `lifecycle.finalize`: writes
+        # committed before it are on these invoices, later ones are late usage.
+        watermark = lock_sequence(conn, organization_id)
+        ids = [sub.id for sub, _, _ in page.work]
+        _lock_drafts(
+            conn,
+            organization_id,
+            [s.id for _, _, steps in page.work for s in steps if s.existing and s.finalize],
+        )
+        fresh = progress_of(conn, organization_id, ids)
+        stale = {sid for sid in ids if fresh[sid] != page.seen[sid]}
+        stale |= touched_between(conn, organization_id, page.seq, watermark) & set(ids)
+        if stale:
+            composed, failed = _compose_again(
+                conn, organization_id, page, stale, fresh, progress, as_of=as_of, grace=grace
+            )
+    return _write(
+        conn,
+        organization_id,
+        [c for sub, _, _ in page.work for c in composed.get(sub.id, ())],
+        len(failed),
+        watermark,
+        now=now,
+        net_days=net_days,
+    )
+
+
+def _compose_again(
+    conn: Connection,
+    organization_id: str,
+    page: ComposedPage,
+    stale: set[str],
+    fresh: dict[str, Progress],
+    progress: dict[str, Progress],
+    *,
+    as_of: datetime,
+    grace: timedelta,
+) -> tuple[dict[str, list[Composed]], set[str]]:
+    """The page's compositions with those of `stale` subscriptions made again from `fresh`."""
+    redo = []
+    for sub, plan, _ in page.work:
+        if sub.id in stale:
+            progress[sub.id] = fresh[sub.id]
+            steps = steps_for(sub, plan, fresh[sub.id], as_of=as_of, grace=grace)
+            if steps:
+                redo.append((sub, plan, steps))
     still_draft = _lock_drafts(
         conn,
         organization_id,
-        [s.id for _, _, steps in work for s in steps if s.existing and s.finalize],
+        [s.id for _, _, steps in redo for s in steps if s.existing and s.finalize],
     )
+    again, failed_again = _compose(conn, organization_id, redo, progress, still_draft)
+    composed = {sid: c for sid, c in page.composed.items() if sid not in stale}
+    composed.update(again)
+    return composed, (page.failed - stale) | failed_again
+
+
+def _copied(progress: Progress) -> Progress:
+    return replace(progress, drafts=list(progress.drafts))
+
+
+def _compose(
+    conn: Connection,
+    organization_id: str,
+    work: list[tuple[Subscription, Plan, list[Step]]],
+    progress: dict[str, Progress],
+    still_draft: set[str],
+) -> tuple[dict[str, list[Composed]], set[str]]:
     loader = PageLoader(conn, organization_id, progress)
     loader.prefetch(
         usage=[
@@ -143,14 +237,28 @@ def bill_page(
         ],
         customer_ids=[sub.customer_id for sub, _, _ in work],
     )
-    composed: list[Composed] = []
+    composed: dict[str, list[Composed]] = {}
+    failed: set[str] = set()
     for sub, plan, steps in work:
         try:
-            composed.extend(_compose_subscription(loader, sub, plan, steps, still_draft))
+            composed[sub.id] = _compose_subscription(loader, sub, plan, steps, still_draft)
         except Exception:
-            result.failed += 1
+            failed.add(sub.id)
             log.exception("billing subscription %s failed", sub.id)
+    return composed, failed
 
+
+def _write(
+    conn: Connection,
+    organization_id: str,
+    composed: list[Composed],
+    failed: int,
+    watermark: int | None,
+    *,
+    now: datetime,
+    net_days: int,
+) -> PageResult:
+    result = PageResult([], [], failed)
     drafts = [c for c in composed if not c.step.existing]
     finals = [c for c in composed if c.step.finalize]
     numbers: dict[str, int] = {}

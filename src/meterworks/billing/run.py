@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from meterworks.billing import lifecycle, marks, store
-from meterworks.billing.batch import BilledMeanwhile, bill_page, steps_for
+from meterworks.billing.batch import BilledMeanwhile, compose_page, steps_for, write_page
 from meterworks.billing.model import InvoiceKind
 from meterworks.billing.progress import Progress, progress_of
 from meterworks.catalog.plans import Plan, get_plan
@@ -151,12 +151,16 @@ class BillingRun:
             self._one_by_one(organization_id, [(sub, plan) for sub, plan, _ in work], progress)
         elif work:
             try:
+                with self.db.read() as conn:
+                    composed = compose_page(conn, organization_id, work, progress)
                 with self.db.transaction() as conn:
-                    result = bill_page(
+                    result = write_page(
                         conn,
                         organization_id,
-                        work,
+                        composed,
                         progress,
+                        as_of=self.as_of,
+                        grace=self.grace,
                         now=self.now,
                         net_days=self.settings.invoice_net_days,
                     )

@@ -102,6 +102,29 @@ def advance_sequence(conn: Connection, organization_id: str, next_seq: int) -> N
     conn.execute(_ADVANCE, {"organization": organization_id, "next": next_seq})
 
 
+def next_sequence(conn: Connection, organization_id: str) -> int:
+    """The next free sequence number as committed, without locking: every entry below it is
+    visible to this connection's later reads."""
+    c = t.ledger_sequences.c
+    value = conn.execute(select(c.next_seq).where(c.organization_id == organization_id)).scalar()
+    return 1 if value is None else int(value)
+
+
+def touched_between(conn: Connection, organization_id: str, since: int, until: int) -> set[str]:
+    """Subscriptions with ledger entries (events, amendments, voids) numbered since..until-1:
+    every change of usage and running totals in that span is one of them."""
+    if until <= since:
+        return set()
+    e = t.usage_events.c
+    return set(
+        conn.execute(
+            select(e.subscription_id)
+            .distinct()
+            .where(e.organization_id == organization_id, e.seq >= since, e.seq < until)
+        ).scalars()
+    )
+
+
 # One probe of the unique index per key, whatever the planner knows of the table: a join or
 # semi-join against the key array may be planned as a scan of the organization's whole ledger
 # (a fresh table has no statistics; a generic plan does not know the array's length).
