@@ -41,9 +41,15 @@ import httpx
 import psycopg
 
 from bench.databases import fresh_database, libpq_url
-from bench.load import BatchClient, run_batches
+from bench.load import BatchClient, process_tree, run_batches
 from bench.report import RESULTS
-from bench.server import ServerProcess, create_key, meterworks_command, server_environment
+from bench.server import (
+    ServerProcess,
+    create_key,
+    meterworks_command,
+    server_environment,
+    status_kib,
+)
 from bench.tenant import CHARGES
 from bench.verify import LostOrDoubled
 from bench.workload import METERS, Stream, micros, streams
@@ -227,8 +233,9 @@ def _views_off() -> Iterator[None]:
 @dataclass(frozen=True, slots=True)
 class BillingRun:
     seconds: float
-    cpu_seconds: float  # user + system CPU of the billing process (steadier on a busy machine)
-    peak_rss_kib: int | None
+    # User + system CPU of the billing process and its workers (steadier on a busy machine).
+    cpu_seconds: float
+    peak_rss_kib: int | None  # summed over the run's processes
     drafted: int
     finalized: int
     output: str
@@ -243,9 +250,11 @@ TIME = Path("/usr/bin/time")
 def billing_run(url: str, as_of: datetime, profile_to: Path | None = None) -> BillingRun:
     """`meterworks billing run` in a process of its own: wall time, CPU time and peak RSS.
 
-    The peak RSS is GNU time's `%M` (the child's `ru_maxrss`): not the `ru_maxrss` this process
-    gets from `wait4`, since Linux carries the high-water mark of the forking process's memory
-    across `exec`, and this process holds every expected bill.
+    The run bills with worker processes of its own. Its peak RSS is the sum of the high-water
+    marks (`VmHWM`) of the run's processes, sampled every 0.2 s while they live; at least GNU
+    time's `%M` (the largest one's `ru_maxrss`), which covers a run shorter than a sample. Not
+    the `ru_maxrss` this process gets from `wait4`: Linux carries the high-water mark of the
+    forking process's memory across `exec`, and this process holds every expected bill.
     """
     command = [
         meterworks_command(), "billing", "run", "--db", url,
@@ -260,16 +269,23 @@ def billing_run(url: str, as_of: datetime, profile_to: Path | None = None) -> Bi
     with tempfile.NamedTemporaryFile("r", suffix=".time") as measured:
         command = [str(TIME), "-o", measured.name, "-f", "%U %S %M", *command]
         started = time.perf_counter()
-        done = subprocess.run(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**server_environment(), "COLUMNS": "500"},
-            check=False,
-        )
-        seconds = time.perf_counter() - started
+        with tempfile.TemporaryFile() as captured:
+            done = subprocess.Popen(
+                command,
+                stdout=captured,
+                stderr=subprocess.STDOUT,
+                env={**server_environment(), "COLUMNS": "500"},
+            )
+            peak_sum = 0
+            while done.poll() is None:
+                # The run's processes: GNU time's child and everything below it.
+                members = process_tree(done.pid) - {done.pid}
+                peak_sum = max(peak_sum, sum(status_kib(pid, "VmHWM") for pid in members))
+                time.sleep(0.2)
+            seconds = time.perf_counter() - started
+            captured.seek(0)
+            output = captured.read().decode(errors="replace")
         figures = measured.read().split()
-    output = done.stdout.decode(errors="replace")
     if done.returncode != 0:
         raise RuntimeError(f"meterworks billing run failed ({done.returncode}):\n{output}")
     found = RUN_LINE.search(output)
@@ -279,7 +295,7 @@ def billing_run(url: str, as_of: datetime, profile_to: Path | None = None) -> Bi
     return BillingRun(
         seconds,
         user + system,
-        None if profile_to is not None else peak_kib,
+        None if profile_to is not None else max(peak_kib, peak_sum),
         int(found.group(1)),
         int(found.group(2)),
         output.strip(),

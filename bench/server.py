@@ -52,7 +52,7 @@ def _free_port() -> int:
         return port
 
 
-def _status_kib(pid: int, field: str) -> int:
+def status_kib(pid: int, field: str) -> int:
     try:
         lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     except FileNotFoundError:
@@ -122,10 +122,10 @@ class ServerProcess:
 
     def peak_rss_kib(self) -> int:
         """The server's peak resident memory so far (VmHWM), in KiB, summed over its processes."""
-        return sum(_status_kib(pid, "VmHWM") for pid in process_tree(self.pid))
+        return sum(status_kib(pid, "VmHWM") for pid in process_tree(self.pid))
 
     def rss_kib(self) -> int:
-        return sum(_status_kib(pid, "VmRSS") for pid in process_tree(self.pid))
+        return sum(status_kib(pid, "VmRSS") for pid in process_tree(self.pid))
 
     def _stop(self) -> None:
         process, self._process = self._process, None

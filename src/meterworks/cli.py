@@ -203,8 +203,17 @@ def billing_run(
     wait: Annotated[
         float, typer.Option(help="seconds to wait while another process is billing")
     ] = 60.0,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="processes billing pages side by side (default METERWORKS_BILLING_WORKERS,"
+            " else one per core; 0: one per core)",
+        ),
+    ] = None,
 ) -> None:
     """Close every period that ended by then, draft and finalize invoices; idempotent."""
+    import os
     import time
 
     from meterworks.billing.leadership import leadership
@@ -218,6 +227,8 @@ def billing_run(
     except ValueError as exc:
         raise typer.BadParameter("must be an ISO-8601 instant", param_hint="--as-of") from exc
     settings = _settings(db)
+    wanted = settings.billing_workers if workers is None else workers
+    processes = wanted or os.cpu_count() or 1
     clock = SystemClock()
     holder = holder_id()
     deadline = time.monotonic() + wait
@@ -228,7 +239,7 @@ def billing_run(
             with leadership(database, clock, holder) as leader:
                 if leader is not None:
                     try:
-                        report = service.run(as_of=instant)
+                        report = service.run(as_of=instant, workers=processes)
                     except MeterworksError as exc:
                         err.print(f"[red]{exc.code}[/red]: {exc.message}")
                         raise typer.Exit(2) from exc

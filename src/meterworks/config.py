@@ -32,6 +32,9 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     auth_cache_seconds: float = 30.0
     billing_grace_seconds: int = 3600
+    # Processes `meterworks billing run` bills pages with side by side; 0: one per core. (The
+    # scheduler inside the server bills in its own process.)
+    billing_workers: int = 0
     scheduler_enabled: bool = True
     scheduler_interval_seconds: float = 30.0
     # Invoices fall due this many days after they are issued (net 30).
@@ -89,6 +92,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         "sqlite_synchronous": str,
         "auth_cache_seconds": float,
         "billing_grace_seconds": int,
+        "billing_workers": int,
         "scheduler_enabled": _bool,
         "scheduler_interval_seconds": float,
         "invoice_net_days": int,

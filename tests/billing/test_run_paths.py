@@ -220,3 +220,45 @@ def test_usage_written_while_a_page_is_composed_is_on_its_invoices(
 
 def _blank(ids: list[str]) -> dict[str, Progress]:
     return {sid: Progress() for sid in ids}
+
+
+def test_worker_processes_bill_an_organizations_pages_side_by_side(
+    server: RunningServer, org: IsolatedOrganization, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    story = Story(server, org)
+    story.now("2025-01-01")
+    story.meter("api_calls", "sum", unit="call")
+    plan = story.plan(
+        [
+            {"type": "fixed", "name": "Platform fee", "amount": "31.00"},
+            {"type": "usage", "meter": "api_calls", "model": "per_unit", "unit_price": "0.10"},
+        ]
+    )
+    subs = [
+        story.subscribe(story.customer(f"c{n}"), plan, "2025-01-01T00:00:00Z") for n in range(7)
+    ]
+    story.now("2025-01-21")
+    for n, sub in enumerate(subs):
+        story.send(sub, "api_calls", "2025-01-20", 10 + n, key=f"{sub}-c1")
+    story.now("2025-02-01T02:00")
+    submitted: list[int] = []
+    submit = run_module.PagePool.submit
+
+    def counting(pool: run_module.PagePool, org_id: str, page: list[Any]) -> None:
+        submitted.append(len(page))
+        submit(pool, org_id, page)
+
+    monkeypatch.setattr(run_module.PagePool, "submit", counting)
+    now = server.clock.now()
+    run = BillingRun(server.db, server.settings, as_of=now, now=now, page_size=3, workers=2)
+    report = run.run(org.id)
+    assert submitted == [3, 3, 1]  # every page went to a worker process
+    assert (report.subscriptions, report.drafted, report.finalized, report.failed) == (7, 14, 14, 0)
+    assert len(set(report.finalized_ids)) == 14
+    invoices = [i for sub in subs for i in check_all(story, sub)]
+    assert sorted(i["number"] for i in invoices) == list(range(1, 15))  # gapless across pages
+    january = [story.period_invoice(sub, "2025-01-01") for sub in subs]
+    assert [i["lines"][-1]["quantity"] for i in january] == [str(10 + n) for n in range(7)]
+
+    again = BillingRun(server.db, server.settings, as_of=now, now=now, page_size=3, workers=2)
+    assert (again.run(org.id).drafted, again.report.finalized) == (0, 0)

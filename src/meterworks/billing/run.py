@@ -10,7 +10,11 @@ run: invoices are unique per (subscription, period), and finalization locks the 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -56,6 +60,14 @@ class RunReport:
         if len(self.finalized_ids) < REPORTED_IDS:
             self.finalized_ids.append(invoice_id)
 
+    def add(self, part: RunReport) -> None:
+        """Count a worker's part of the run (its pages' invoices and failures)."""
+        self.drafted += part.drafted
+        self.finalized += part.finalized
+        self.failed += part.failed
+        self.drafted_ids.extend(part.drafted_ids[: REPORTED_IDS - len(self.drafted_ids)])
+        self.finalized_ids.extend(part.finalized_ids[: REPORTED_IDS - len(self.finalized_ids)])
+
 
 def organization_ids(db: Database, page_size: int = PAGE_SIZE) -> list[str]:
     """Every organization id, read a page at a time."""
@@ -89,6 +101,7 @@ class BillingRun:
         renew: Callable[[], None] | None = None,
         page_size: int = PAGE_SIZE,
         batched: bool = True,
+        workers: int = 1,
     ) -> None:
         if as_of > now:
             raise InvalidInput(
@@ -105,34 +118,50 @@ class BillingRun:
         self.page_size = page_size
         # False: every subscription on the careful path, one invoice per unit of work.
         self.batched = batched
+        # Processes billing pages side by side (1: this process alone).
+        self.workers = workers
         self.report = RunReport(as_of=as_of)
+        self._plans: dict[str, Plan] = {}
 
     def run(self, organization_id: str | None = None) -> RunReport:
         ids = [organization_id] if organization_id is not None else organization_ids(self.db)
-        for org in ids:
-            self.report.organizations += 1
-            self.run_organization(org)
+        with ExitStack() as stack:
+            pages = None if self.workers <= 1 else stack.enter_context(PagePool(self))
+            for org in ids:
+                self.report.organizations += 1
+                self.run_organization(org, pages)
         return self.report
 
-    def run_organization(self, organization_id: str) -> None:
-        plans: dict[str, Plan] = {}
+    def run_organization(self, organization_id: str, pages: PagePool | None = None) -> None:
         after: str | None = None
         while True:
             with self.db.read() as conn:
                 page = list_subscriptions(conn, organization_id, limit=self.page_size, after=after)
-                progress = progress_of(conn, organization_id, [s.id for s in page])
-                if len(plans) > 1_000:
-                    plans.clear()
-                for sub in page:
-                    if sub.plan_id not in plans:
-                        plans[sub.plan_id] = get_plan(conn, organization_id, sub.plan_id)
             self.report.subscriptions += len(page)
-            self.bill_page(organization_id, page, plans, progress)
+            full = len(page) == self.page_size
+            if pages is not None and (full or pages.busy):
+                # An organization of more than one page: its pages go to the worker processes.
+                pages.submit(organization_id, page)
+            else:
+                self.bill_subscriptions(organization_id, page)
             if self.renew is not None:
                 self.renew()
-            if len(page) < self.page_size:
-                return
+            if not full:
+                break
             after = page[-1].id
+        if pages is not None:
+            pages.drain()
+
+    def bill_subscriptions(self, organization_id: str, page: list[Subscription]) -> None:
+        """Bill a page of subscriptions: where each stands, its plans, then `bill_page`."""
+        with self.db.read() as conn:
+            progress = progress_of(conn, organization_id, [s.id for s in page])
+            if len(self._plans) > 1_000:
+                self._plans.clear()
+            for sub in page:
+                if sub.plan_id not in self._plans:
+                    self._plans[sub.plan_id] = get_plan(conn, organization_id, sub.plan_id)
+        self.bill_page(organization_id, page, self._plans, progress)
 
     def bill_page(
         self,
@@ -256,3 +285,68 @@ class BillingRun:
             )
         if invoice_id is not None:
             self.report.note_drafted(invoice_id)
+
+
+class PagePool:
+    """Worker processes billing pages side by side, each with its own connections.
+
+    Pages are independent units of work: each is composed without a lock and written under the
+    organization's ledger lock (`batch.write_page`), so workers compose while another writes.
+    The run reads the pages and hands them out, at most two per worker in flight; a worker
+    answers with its part of the report. A page's failure is handled in the worker as in this
+    process; anything else a worker raises ends the run.
+    """
+
+    def __init__(self, run: BillingRun) -> None:
+        self.run = run
+        self._executor: ProcessPoolExecutor | None = None
+        self._pending: deque[Future[RunReport]] = deque()
+
+    def __enter__(self) -> PagePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def submit(self, organization_id: str, page: list[Subscription]) -> None:
+        if self._executor is None:
+            run = self.run
+            self._executor = ProcessPoolExecutor(
+                max_workers=run.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(run.settings, run.as_of, run.now, run.batched),
+            )
+        while len(self._pending) >= 2 * self.run.workers:
+            self._collect(self._pending.popleft())
+        self._pending.append(self._executor.submit(_bill_in_worker, organization_id, page))
+
+    def drain(self) -> None:
+        while self._pending:
+            self._collect(self._pending.popleft())
+
+    def _collect(self, future: Future[RunReport]) -> None:
+        self.run.report.add(future.result())
+        if self.run.renew is not None:
+            self.run.renew()
+
+
+_worker: BillingRun | None = None
+
+
+def _start_worker(settings: Settings, as_of: datetime, now: datetime, batched: bool) -> None:
+    global _worker
+    db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    _worker = BillingRun(db, settings, as_of=as_of, now=now, batched=batched)
+
+
+def _bill_in_worker(organization_id: str, page: list[Subscription]) -> RunReport:
+    assert _worker is not None
+    _worker.report = RunReport(as_of=_worker.as_of)
+    _worker.bill_subscriptions(organization_id, page)
+    return _worker.report

@@ -70,11 +70,19 @@ class BillingService:
     # -- runs --------------------------------------------------------------------------------
 
     def run(
-        self, *, as_of: datetime | None = None, organization_id: str | None = None
+        self,
+        *,
+        as_of: datetime | None = None,
+        organization_id: str | None = None,
+        workers: int = 1,
     ) -> RunReport:
-        """Close every period ended by `as_of` (default now): draft, then finalize past grace."""
+        """Close every period ended by `as_of` (default now): draft, then finalize past grace.
+
+        `workers` processes bill an organization's pages side by side (`run.PagePool`)."""
         now = self.clock.now()
-        return BillingRun(self.db, self.settings, as_of=as_of or now, now=now).run(organization_id)
+        return BillingRun(self.db, self.settings, as_of=as_of or now, now=now, workers=workers).run(
+            organization_id
+        )
 
     def tick(self) -> RunReport | None:
         """One scheduler pass: bill every organization if this process holds leadership."""
