@@ -262,8 +262,9 @@ def billing_run(url: str, as_of: datetime, profile_to: Path | None = None) -> Bi
     ]  # fmt: skip
     if profile_to is not None:
         py_spy = str(Path(meterworks_command()).parent / "py-spy")
-        command = [py_spy, "record", "--rate", "100", "--format", "raw", "-o", str(profile_to),
-                   "--", *command]  # fmt: skip
+        # The worker processes too: their samples carry their own pid.
+        command = [py_spy, "record", "--rate", "100", "--subprocesses", "--format", "raw",
+                   "-o", str(profile_to), "--", *command]  # fmt: skip
     if not TIME.exists():
         raise RuntimeError(f"{TIME} (GNU time) is needed to measure the run's peak memory")
     with tempfile.NamedTemporaryFile("r", suffix=".time") as measured:

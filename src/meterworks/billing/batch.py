@@ -31,6 +31,7 @@ from meterworks.billing.progress import DraftRef, Progress, progress_of
 from meterworks.catalog.plans import Plan
 from meterworks.db import bulk
 from meterworks.db import tables as t
+from meterworks.db.dialect import one_of
 from meterworks.kit.ids import new_id
 from meterworks.kit.periods import Period
 from meterworks.subscriptions.service import Subscription
@@ -281,7 +282,7 @@ def _write(
             conn.execute(
                 delete(t.invoice_lines).where(
                     t.invoice_lines.c.organization_id == organization_id,
-                    t.invoice_lines.c.invoice_id.in_(part),
+                    one_of(conn, t.invoice_lines.c.invoice_id, part),
                 )
             )
         _insert_lines(conn, organization_id, existing)
@@ -293,7 +294,7 @@ def _write(
         for part in store.chunks(settled):
             conn.execute(
                 delete(t.billing_late_marks).where(
-                    m.organization_id == organization_id, m.subscription_id.in_(part)
+                    m.organization_id == organization_id, one_of(conn, m.subscription_id, part)
                 )
             )
         result.finalized = [c.step.id for c in finals]
@@ -335,7 +336,7 @@ def _lock_drafts(conn: Connection, organization_id: str, ids: list[str]) -> set[
                 select(INV.id)
                 .where(
                     INV.organization_id == organization_id,
-                    INV.id.in_(part),
+                    one_of(conn, INV.id, part),
                     INV.status == InvoiceStatus.DRAFT.value,
                 )
                 .with_for_update()

@@ -22,6 +22,7 @@ from meterworks.billing.progress import Progress
 from meterworks.catalog.meters import Aggregation, Meter, meters_by_ref
 from meterworks.catalog.plans import Plan
 from meterworks.db import tables as t
+from meterworks.db.dialect import one_of
 from meterworks.kit.instants import to_micros
 from meterworks.kit.periods import Period
 from meterworks.subscriptions.service import Subscription
@@ -118,7 +119,7 @@ class PageLoader(Loader):
         for part in store.chunks(ids):
             for row in self.conn.execute(
                 select(c.id, c.tax_rate).where(
-                    c.organization_id == self.organization_id, c.id.in_(part)
+                    c.organization_id == self.organization_id, one_of(self.conn, c.id, part)
                 )
             ):
                 self._tax[row.id] = row.tax_rate
@@ -137,7 +138,7 @@ class PageLoader(Loader):
                     for row in self.conn.execute(
                         select(t.usage_rollups).where(
                             r.organization_id == self.organization_id,
-                            r.subscription_id.in_(part),
+                            one_of(self.conn, r.subscription_id, part),
                             r.meter_id.in_(meter_ids),
                             r.period_start_us == start_us,
                         )
@@ -190,7 +191,7 @@ class PageLoader(Loader):
                 )
                 .where(
                     line.organization_id == self.organization_id,
-                    line.subscription_id.in_(part),
+                    one_of(self.conn, line.subscription_id, part),
                     line.service_start.in_(starts),
                 )
             ):  # fmt: skip

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from meterworks.billing.model import InvoiceKind, InvoiceStatus
 from meterworks.billing.store import chunks
 from meterworks.db import tables as t
+from meterworks.db.dialect import one_of
 from meterworks.kit.instants import parse_instant
 from meterworks.kit.periods import Period
 
@@ -55,7 +56,7 @@ def progress_of(
             .where(
                 INV.organization_id == organization_id,
                 span,
-                INV.subscription_id.in_(part),
+                one_of(conn, INV.subscription_id, part),
                 INV.kind.in_([InvoiceKind.OPENING.value, InvoiceKind.PERIOD.value]),
             )
             .group_by(INV.subscription_id, INV.kind)
@@ -72,7 +73,7 @@ def progress_of(
             ).where(
                 INV.organization_id == organization_id,
                 span,
-                INV.subscription_id.in_(part),
+                one_of(conn, INV.subscription_id, part),
                 INV.status == InvoiceStatus.DRAFT.value,
             )
         ):  # fmt: skip
@@ -100,7 +101,7 @@ def marked(conn: Connection, organization_id: str, subscription_ids: Sequence[st
             row.subscription_id
             for row in conn.execute(
                 select(m.subscription_id).where(
-                    m.organization_id == organization_id, m.subscription_id.in_(part)
+                    m.organization_id == organization_id, one_of(conn, m.subscription_id, part)
                 )
             )
         )

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Row
 from meterworks.catalog.meters import Aggregation, Meter
 from meterworks.db import bulk
 from meterworks.db import tables as t
-from meterworks.db.dialect import insert_ignore, upsert_replacing
+from meterworks.db.dialect import insert_ignore, one_of, upsert_replacing
 from meterworks.db.engine import dumps as stored_json
 from meterworks.errors import Conflict, MeterworksError
 from meterworks.subscriptions.service import Subscription
@@ -328,7 +328,7 @@ def latest_before(
             )
             .where(
                 r.organization_id == organization_id,
-                r.subscription_id.in_(part),
+                one_of(conn, r.subscription_id, part),
                 r.meter_id.in_(meters),
                 r.period_start_us < before_us,
             )
