@@ -244,9 +244,9 @@ def test_worker_processes_bill_an_organizations_pages_side_by_side(
     submitted: list[int] = []
     submit = run_module.PagePool.submit
 
-    def counting(pool: run_module.PagePool, org_id: str, page: list[Any]) -> None:
-        submitted.append(len(page))
-        submit(pool, org_id, page)
+    def counting(pool: run_module.PagePool, org_id: str, after: str | None, through: str) -> None:
+        submitted.append(sum((after or "") < sub <= through for sub in subs))
+        submit(pool, org_id, after, through)
 
     monkeypatch.setattr(run_module.PagePool, "submit", counting)
     now = server.clock.now()

@@ -30,7 +30,7 @@ from meterworks.db import tables as t
 from meterworks.db.engine import Database
 from meterworks.errors import InvalidInput
 from meterworks.kit.periods import Period
-from meterworks.subscriptions.service import Subscription, list_subscriptions
+from meterworks.subscriptions.service import Subscription, list_subscriptions, subscription_ids
 
 log = logging.getLogger("meterworks.billing")
 
@@ -136,25 +136,32 @@ class BillingRun:
         after: str | None = None
         while True:
             with self.db.read() as conn:
-                page = list_subscriptions(conn, organization_id, limit=self.page_size, after=after)
-            self.report.subscriptions += len(page)
-            full = len(page) == self.page_size
+                ids = subscription_ids(conn, organization_id, limit=self.page_size, after=after)
+            self.report.subscriptions += len(ids)
+            full = len(ids) == self.page_size
+            if not ids:
+                break
             if pages is not None and (full or pages.busy):
                 # An organization of more than one page: its pages go to the worker processes.
-                pages.submit(organization_id, page)
+                pages.submit(organization_id, after, ids[-1])
             else:
-                self.bill_subscriptions(organization_id, page)
+                self.bill_subscriptions(organization_id, after, ids[-1])
             if self.renew is not None:
                 self.renew()
             if not full:
                 break
-            after = page[-1].id
+            after = ids[-1]
         if pages is not None:
             pages.drain()
 
-    def bill_subscriptions(self, organization_id: str, page: list[Subscription]) -> None:
-        """Bill a page of subscriptions: where each stands, its plans, then `bill_page`."""
+    def bill_subscriptions(self, organization_id: str, after: str | None, through: str) -> None:
+        """Bill the page of subscriptions after `after` through `through`: where each stands,
+        its plans, then `bill_page`."""
         with self.db.read() as conn:
+            # The whole range: one created inside it since it was read is billed too.
+            page = list_subscriptions(
+                conn, organization_id, limit=None, after=after, through=through
+            )
             progress = progress_of(conn, organization_id, [s.id for s in page])
             if len(self._plans) > 1_000:
                 self._plans.clear()
@@ -313,18 +320,20 @@ class PagePool:
     def busy(self) -> bool:
         return bool(self._pending)
 
-    def submit(self, organization_id: str, page: list[Subscription]) -> None:
+    def submit(self, organization_id: str, after: str | None, through: str) -> None:
         if self._executor is None:
             run = self.run
             self._executor = ProcessPoolExecutor(
                 max_workers=run.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_worker,
-                initargs=(run.settings, run.as_of, run.now, run.batched),
+                initargs=(run.settings, run.as_of, run.now, run.batched, run.page_size),
             )
         while len(self._pending) >= 2 * self.run.workers:
             self._collect(self._pending.popleft())
-        self._pending.append(self._executor.submit(_bill_in_worker, organization_id, page))
+        self._pending.append(
+            self._executor.submit(_bill_in_worker, organization_id, after, through)
+        )
 
     def drain(self) -> None:
         while self._pending:
@@ -339,14 +348,16 @@ class PagePool:
 _worker: BillingRun | None = None
 
 
-def _start_worker(settings: Settings, as_of: datetime, now: datetime, batched: bool) -> None:
+def _start_worker(
+    settings: Settings, as_of: datetime, now: datetime, batched: bool, page_size: int
+) -> None:
     global _worker
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    _worker = BillingRun(db, settings, as_of=as_of, now=now, batched=batched)
+    _worker = BillingRun(db, settings, as_of=as_of, now=now, batched=batched, page_size=page_size)
 
 
-def _bill_in_worker(organization_id: str, page: list[Subscription]) -> RunReport:
+def _bill_in_worker(organization_id: str, after: str | None, through: str) -> RunReport:
     assert _worker is not None
     _worker.report = RunReport(as_of=_worker.as_of)
-    _worker.bill_subscriptions(organization_id, page)
+    _worker.bill_subscriptions(organization_id, after, through)
     return _worker.report

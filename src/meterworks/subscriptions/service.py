@@ -208,16 +208,32 @@ def list_subscriptions(
     organization_id: str,
     *,
     customer_id: str | None = None,
-    limit: int = 100,
+    limit: int | None = 100,
     after: str | None = None,
+    through: str | None = None,
 ) -> list[Subscription]:
+    """In id order: the first `limit` (None: all) after `after`, none past `through`."""
     query = _joined().where(t.subscriptions.c.organization_id == organization_id)
     if customer_id is not None:
         query = query.where(t.subscriptions.c.customer_id == customer_id)
     if after is not None:
         query = query.where(t.subscriptions.c.id > after)
-    rows = conn.execute(query.order_by(t.subscriptions.c.id).limit(limit)).all()
+    if through is not None:
+        query = query.where(t.subscriptions.c.id <= through)
+    query = query.order_by(t.subscriptions.c.id)
+    rows = conn.execute(query if limit is None else query.limit(limit)).all()
     return [subscription_from_row(row) for row in rows]
+
+
+def subscription_ids(
+    conn: Connection, organization_id: str, *, limit: int, after: str | None = None
+) -> list[str]:
+    """The ids `list_subscriptions` pages through, without reading the subscriptions."""
+    c = t.subscriptions.c
+    query = select(c.id).where(c.organization_id == organization_id)
+    if after is not None:
+        query = query.where(c.id > after)
+    return list(conn.execute(query.order_by(c.id).limit(limit)).scalars())
 
 
 def subscriptions_charging(

@@ -1,0 +1,38 @@
+"""Identifiers: a prefix, then 48 bits of milliseconds and 80 random bits in Crockford base32."""
+
+from __future__ import annotations
+
+import pytest
+
+from meterworks.kit import ids
+from meterworks.kit.ids import new_id
+
+CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def _base32(value: int) -> str:
+    """26 characters, most significant first, five bits each."""
+    return "".join(CROCKFORD[(value >> (5 * (25 - n))) & 31] for n in range(26))
+
+
+@pytest.mark.parametrize("random_part", [0, 1, 2**80 - 1, 0x1234_5678_9ABC_DEF0_1357])
+def test_an_id_is_the_instant_then_the_random_bits_in_base32(
+    monkeypatch: pytest.MonkeyPatch, random_part: int
+) -> None:
+    millis = 1_767_225_600_123  # 2026-01-01T00:00:00.123Z
+    monkeypatch.setattr(ids.time, "time", lambda: millis / 1000)
+    monkeypatch.setattr(ids.os, "urandom", lambda n: random_part.to_bytes(n, "big"))
+    made = new_id("inv")
+    assert made == "inv_" + _base32((millis << 80) | random_part)
+    digits = made[4:14].translate(str.maketrans(CROCKFORD, "0123456789abcdefghijklmnopqrstuv"))
+    assert int(digits, 32) == millis  # the first ten characters: two zero bits, then the instant
+
+
+def test_ids_sort_by_the_millisecond_they_were_made_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    made = []
+    for millis in (1_000, 1_001, 2_000_000_000_000):
+        monkeypatch.setattr(ids.time, "time", lambda m=millis: m / 1000)
+        made.append(new_id("sub"))
+    assert made == sorted(made)
+    assert len({new_id("sub") for _ in range(1_000)}) == 1_000
+    assert all(len(i) == 30 and set(i[4:]) <= set(CROCKFORD) for i in made)
