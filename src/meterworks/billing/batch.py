@@ -8,8 +8,9 @@ a time.
 
 A page is composed in a read transaction (`compose_page`) and written in a write transaction
 (`write_page`), so the ledger lock is held only while it is written. Under the lock the page
-checks what changed since it was read: a subscription with ledger entries numbered since then, or
-whose invoices or late mark differ, is composed again there. Every change of usage is a ledger
+checks what changed since it was read: a subscription with ledger entries numbered since then and
+dated before the end of what the page bills, or whose invoices or late mark differ, is composed
+again there. Every change of usage is a ledger
 entry, so nothing written before the lock is missed, and everything after it is late usage.
 """
 
@@ -33,6 +34,7 @@ from meterworks.db import bulk
 from meterworks.db import tables as t
 from meterworks.db.dialect import one_of
 from meterworks.kit.ids import new_id
+from meterworks.kit.instants import to_micros
 from meterworks.kit.periods import Period
 from meterworks.subscriptions.service import Subscription
 from meterworks.usage.ledger import lock_sequence, next_sequence, touched_between
@@ -164,7 +166,14 @@ def write_page(
         )
         fresh = progress_of(conn, organization_id, ids)
         stale = {sid for sid in ids if fresh[sid] != page.seen[sid]}
-        stale |= touched_between(conn, organization_id, page.seq, watermark) & set(ids)
+        # Usage written since the read changes these invoices only if it is dated before the
+        # end of the last period they bill (usage of the running period waits for its own).
+        billed_until = {
+            sub.id: max(to_micros(step.period.end) for step in steps) for sub, _, steps in page.work
+        }
+        for sid, earliest in touched_between(conn, organization_id, page.seq, watermark).items():
+            if sid in billed_until and earliest < billed_until[sid]:
+                stale.add(sid)
         if stale:
             composed, failed = _compose_again(
                 conn, organization_id, page, stale, fresh, progress, as_of=as_of, grace=grace

@@ -110,19 +110,23 @@ def next_sequence(conn: Connection, organization_id: str) -> int:
     return 1 if value is None else int(value)
 
 
-def touched_between(conn: Connection, organization_id: str, since: int, until: int) -> set[str]:
-    """Subscriptions with ledger entries (events, amendments, voids) numbered since..until-1:
-    every change of usage and running totals in that span is one of them."""
+def touched_between(
+    conn: Connection, organization_id: str, since: int, until: int
+) -> dict[str, int]:
+    """Per subscription with ledger entries (events, amendments, voids) numbered since..until-1,
+    the earliest instant they change: every change of usage and running totals in that span is
+    one of them, and changes nothing before that instant."""
     if until <= since:
-        return set()
+        return {}
     e = t.usage_events.c
-    return set(
-        conn.execute(
-            select(e.subscription_id)
-            .distinct()
+    return {
+        row.subscription_id: row.earliest
+        for row in conn.execute(
+            select(e.subscription_id, func.min(e.ts_us).label("earliest"))
             .where(e.organization_id == organization_id, e.seq >= since, e.seq < until)
-        ).scalars()
-    )
+            .group_by(e.subscription_id)
+        )
+    }
 
 
 # One probe of the unique index per key, whatever the planner knows of the table: a join or
