@@ -10,8 +10,8 @@ A page is composed in a read transaction (`compose_page`) and written in a write
 (`write_page`), so the ledger lock is held only while it is written. Under the lock the page
 checks what changed since it was read: a subscription with ledger entries numbered since then and
 dated before the end of what the page bills, or whose invoices or late mark differ, is composed
-again there. Every change of usage is a ledger
-entry, so nothing written before the lock is missed, and everything after it is late usage.
+again there. Every change of usage is a ledger entry, so nothing written before the lock is
+missed, and everything after it is late usage.
 """
 
 from __future__ import annotations

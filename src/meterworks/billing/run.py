@@ -3,8 +3,10 @@ drafts whose grace period has passed. Idempotent: a second run finds nothing lef
 
 Memory stays bounded whatever the data: subscriptions are read a page at a time, with what the
 run needs to know about each (opening invoice, last invoiced period, drafts, late mark) read per
-page, and every invoice is drafted or finalized in its own short unit of work. Safe beside another
-run: invoices are unique per (subscription, period), and finalization locks the invoice row.
+page, and a page is billed in one short unit of work (`batch.py`; one invoice per unit of work
+when a page fails). Safe beside another run: invoices are unique per (subscription, period), and
+finalization locks the invoice row. With `workers`, an organization's pages are billed by worker
+processes side by side (`PagePool`).
 """
 
 from __future__ import annotations
@@ -299,9 +301,10 @@ class PagePool:
 
     Pages are independent units of work: each is composed without a lock and written under the
     organization's ledger lock (`batch.write_page`), so workers compose while another writes.
-    The run reads the pages and hands them out, at most two per worker in flight; a worker
-    answers with its part of the report. A page's failure is handled in the worker as in this
-    process; anything else a worker raises ends the run.
+    The run reads each page's range of subscription ids and hands it out, at most two per
+    worker in flight; a worker reads and bills the page and answers with its part of the report.
+    A page's failure is handled in the worker as in this process; anything else a worker raises
+    ends the run.
     """
 
     def __init__(self, run: BillingRun) -> None:
