@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, select, text
 from sqlalchemy.engine import Connection
 
 from meterworks.billing import marks, store
@@ -27,7 +27,7 @@ from meterworks.kit.instants import to_micros
 from meterworks.kit.periods import Period
 from meterworks.subscriptions.service import Subscription
 from meterworks.usage.aggregations import ZERO, quantity
-from meterworks.usage.ledger import _rollup_from_row, latest_before, load_values
+from meterworks.usage.ledger import _rollup_from_row, latest_before, load_values, rollup_rows
 from meterworks.usage.reading import usage_for_period
 
 Before = tuple[datetime, str] | None
@@ -128,22 +128,15 @@ class PageLoader(Loader):
         by_start: dict[int, list[tuple[Subscription, Period, Sequence[Meter]]]] = defaultdict(list)
         for item in wanted:
             by_start[to_micros(item[1].start)].append(item)
-        r = t.usage_rollups.c
         for start_us, items in by_start.items():
             subs = sorted({sub.id for sub, _, _ in items})
             meter_ids = sorted({m.id for _, _, ms in items for m in ms})
             rows = {}
             if meter_ids:
-                for part in store.chunks(subs):
-                    for row in self.conn.execute(
-                        select(t.usage_rollups).where(
-                            r.organization_id == self.organization_id,
-                            one_of(self.conn, r.subscription_id, part),
-                            r.meter_id.in_(meter_ids),
-                            r.period_start_us == start_us,
-                        )
-                    ):
-                        rows[(row.subscription_id, row.meter_id)] = _rollup_from_row(row)
+                for row in rollup_rows(
+                    self.conn, self.organization_id, subs, meter_ids, start_us, start_us
+                ):
+                    rows[(row.subscription_id, row.meter_id)] = _rollup_from_row(row)
             missing = {
                 (sub.id, m.id)
                 for sub, _, ms in items
@@ -175,26 +168,31 @@ class PageLoader(Loader):
         starts = sorted({start for _, start in wanted})
         subs = sorted({sid for sid, _ in wanted})
         for part in store.chunks(subs):
-            for row in self.conn.execute(
-                select(
-                    line.subscription_id, line.service_start, line.charge_ref, line.type,
-                    line.quantity, line.amount_minor, line.invoice_id, inv.closes_at,
-                )
-                .select_from(
-                    t.invoice_lines.join(
-                        t.invoices,
-                        and_(
-                            inv.organization_id == line.organization_id,
-                            inv.id == line.invoice_id,
-                        ),
+            if self.conn.dialect.name == "postgresql":
+                params = {"organization_id": self.organization_id, "subscriptions": list(part)}
+                rows = self.conn.execute(_BILLED_PG, params | {"starts": starts})
+            else:
+                rows = self.conn.execute(
+                    select(
+                        line.subscription_id, line.service_start, line.charge_ref, line.type,
+                        line.quantity, line.amount_minor, line.invoice_id, inv.closes_at,
                     )
-                )
-                .where(
-                    line.organization_id == self.organization_id,
-                    one_of(self.conn, line.subscription_id, part),
-                    line.service_start.in_(starts),
-                )
-            ):  # fmt: skip
+                    .select_from(
+                        t.invoice_lines.join(
+                            t.invoices,
+                            and_(
+                                inv.organization_id == line.organization_id,
+                                inv.id == line.invoice_id,
+                            ),
+                        )
+                    )
+                    .where(
+                        line.organization_id == self.organization_id,
+                        line.subscription_id.in_(part),
+                        line.service_start.in_(starts),
+                    )
+                )  # fmt: skip
+            for row in rows:
                 self._billed[row.subscription_id].append(
                     ((row.closes_at, row.invoice_id), _billed_line(row))
                 )
@@ -256,6 +254,24 @@ class PageLoader(Loader):
         if customer_id in self._tax:
             return self._tax[customer_id]
         return super().tax_rate(customer_id)
+
+
+# PostgreSQL: one probe of the lines' (organization, subscription, service start) index per
+# subscription, whatever the planner knows of a table the run itself is filling (see
+# `usage.ledger.rollup_rows`).
+_L, _I = t.invoice_lines.c, t.invoices.c
+_BILLED_PG = text(
+    "SELECT l.subscription_id, l.service_start, l.charge_ref, l.type, l.quantity,"
+    " l.amount_minor, l.invoice_id, i.closes_at"
+    " FROM unnest(CAST(:subscriptions AS varchar[])) AS s(id)"
+    " CROSS JOIN LATERAL (SELECT * FROM invoice_lines AS l"
+    " WHERE l.organization_id = :organization_id AND l.subscription_id = s.id"
+    " AND l.service_start = ANY(CAST(:starts AS timestamptz[])) OFFSET 0) AS l"
+    " JOIN invoices AS i ON i.organization_id = l.organization_id AND i.id = l.invoice_id"
+).columns(
+    _L.subscription_id, _L.service_start, _L.charge_ref, _L.type, _L.quantity,
+    _L.amount_minor, _L.invoice_id, _I.closes_at,
+)  # fmt: skip
 
 
 def _billed_line(row: object) -> Line:

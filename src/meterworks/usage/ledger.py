@@ -267,7 +267,46 @@ _ROLLUPS_FROM = select(t.usage_rollups).where(
     t.usage_rollups.c.subscription_id.in_(bindparam("subscriptions", expanding=True)),
     t.usage_rollups.c.meter_id.in_(bindparam("meters", expanding=True)),
     t.usage_rollups.c.period_start_us >= bindparam("from_us"),
+    t.usage_rollups.c.period_start_us <= bindparam("through_us"),
 )
+# PostgreSQL: one probe of the primary key per subscription. With `subscription_id IN (...)` or
+# `= ANY(...)` the planner, short of statistics on a growing table, may scan every rollup of the
+# organization and filter: a cost that grows with the organization, paid on every write.
+_ROLLUP_COLUMNS = ", ".join(f"r.{c.name}" for c in t.usage_rollups.c)
+_ROLLUPS_FROM_PG = text(
+    f"SELECT {_ROLLUP_COLUMNS} FROM unnest(CAST(:subscriptions AS varchar[])) AS s(id)"
+    " CROSS JOIN LATERAL (SELECT * FROM usage_rollups AS r"
+    " WHERE r.organization_id = :organization_id AND r.subscription_id = s.id"
+    " AND r.meter_id = ANY(CAST(:meters AS varchar[]))"
+    " AND r.period_start_us >= :from_us AND r.period_start_us <= :through_us"
+    # OFFSET 0 keeps the subquery apart: pulled up into a join, it is planned as one scan again.
+    " OFFSET 0) AS r"
+).columns(*t.usage_rollups.c)
+_LAST_PERIOD = 2**63 - 1
+
+
+def rollup_rows(
+    conn: Connection,
+    organization_id: str,
+    subscriptions: Sequence[str],
+    meters: Sequence[str],
+    from_us: int,
+    through_us: int = _LAST_PERIOD,
+) -> Iterable[Row[Any]]:
+    """`usage_rollups` rows of these subscriptions and meters, for periods starting from
+    `from_us` through `through_us`."""
+    statement = _ROLLUPS_FROM_PG if conn.dialect.name == "postgresql" else _ROLLUPS_FROM
+    for part in _chunks(subscriptions):
+        yield from conn.execute(
+            statement,
+            {
+                "organization_id": organization_id,
+                "subscriptions": list(part),
+                "meters": list(meters),
+                "from_us": from_us,
+                "through_us": through_us,
+            },
+        )
 
 
 def load_rollups(
@@ -279,19 +318,10 @@ def load_rollups(
         return found
     subs = sorted({p[0] for p in pairs})
     meters = sorted({p[1] for p in pairs})
-    for part in _chunks(subs):
-        for row in conn.execute(
-            _ROLLUPS_FROM,
-            {
-                "organization_id": organization_id,
-                "subscriptions": list(part),
-                "meters": meters,
-                "from_us": from_start_us,
-            },
-        ):
-            pair = (row.subscription_id, row.meter_id)
-            if pair in pairs:
-                found[pair][row.period_start_us] = _rollup_from_row(row)
+    for row in rollup_rows(conn, organization_id, subs, meters, from_start_us):
+        pair = (row.subscription_id, row.meter_id)
+        if pair in pairs:
+            found[pair][row.period_start_us] = _rollup_from_row(row)
     return found
 
 
