@@ -10,6 +10,12 @@ from meterworks.kit.ids import new_id
 CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
+def _inside(millis: int) -> float:
+    """An instant in the middle of that millisecond, in seconds: `millis / 1000` itself may be
+    a float a hair below it (1.001 * 1000 is 1000.9999999999999)."""
+    return (millis + 0.5) / 1000
+
+
 def _base32(value: int) -> str:
     """26 characters, most significant first, five bits each."""
     return "".join(CROCKFORD[(value >> (5 * (25 - n))) & 31] for n in range(26))
@@ -20,7 +26,7 @@ def test_an_id_is_the_instant_then_the_random_bits_in_base32(
     monkeypatch: pytest.MonkeyPatch, random_part: int
 ) -> None:
     millis = 1_767_225_600_123  # 2026-01-01T00:00:00.123Z
-    monkeypatch.setattr(ids.time, "time", lambda: millis / 1000)
+    monkeypatch.setattr(ids.time, "time", lambda: _inside(millis))
     monkeypatch.setattr(ids.os, "urandom", lambda n: random_part.to_bytes(n, "big"))
     made = new_id("inv")
     assert made == "inv_" + _base32((millis << 80) | random_part)
@@ -31,7 +37,7 @@ def test_an_id_is_the_instant_then_the_random_bits_in_base32(
 def test_ids_sort_by_the_millisecond_they_were_made_in(monkeypatch: pytest.MonkeyPatch) -> None:
     made = []
     for millis in (1_000, 1_001, 2_000_000_000_000):
-        monkeypatch.setattr(ids.time, "time", lambda m=millis: m / 1000)
+        monkeypatch.setattr(ids.time, "time", lambda m=millis: _inside(m))
         made.append(new_id("sub"))
     assert made == sorted(made)
     assert len({new_id("sub") for _ in range(1_000)}) == 1_000
