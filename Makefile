@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # bench/ may not exist yet in a checkout; ruff refuses a missing path.
 LINT_PATHS := src tests $(wildcard bench)
 
-.PHONY: run test lint poppler bench clean
+.PHONY: run test lint poppler wrk bench clean
 
 run: $(STAMP)
 	@echo
@@ -37,8 +37,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP) wrk
 	scripts/with-postgres.sh --durable $(BIN)/python -m bench
+
+# The single-usage and read benchmarks load the server with wrk (Debian: wrk); without it they
+# fall back to Python clients, which saturate before the server does.
+wrk:
+	@if ! command -v wrk >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update && apt-get install -y wrk; \
+		else echo "install wrk for the benchmarks' load (they fall back to Python clients)" >&2; fi; \
+	fi
 
 $(BIN)/python:
 	@set -e; \
