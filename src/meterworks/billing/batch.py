@@ -159,6 +159,8 @@ def write_page(
         # committed before it are on these invoices, later ones are late usage.
         watermark = lock_sequence(conn, organization_id)
         ids = [sub.id for sub, _, _ in page.work]
+        # The drafts the page finalizes, locked before anything is compared. A subscription
+        # composed again asks anew, for the drafts it finds under the lock.
         _lock_drafts(
             conn,
             organization_id,
