@@ -109,21 +109,7 @@ def test_an_ordinary_run_bills_whole_pages_and_a_page_billed_meanwhile_goes_one_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     story = Story(server, org)
-    story.now("2025-01-01")
-    story.meter("api_calls", "sum", unit="call")
-    plan = story.plan(
-        [
-            {"type": "fixed", "name": "Platform fee", "amount": "31.00"},
-            {"type": "usage", "meter": "api_calls", "model": "per_unit", "unit_price": "0.10"},
-        ]
-    )
-    subs = [
-        story.subscribe(story.customer(f"c{n}"), plan, "2025-01-01T00:00:00Z") for n in range(5)
-    ]
-    for n, sub in enumerate(subs):
-        story.now("2025-01-21")
-        story.send(sub, "api_calls", "2025-01-20", 10 + n, key=f"{sub}-c1")
-    story.now("2025-02-01T02:00")
+    subs = _january(story, 5, fee=True)
 
     def run() -> tuple[int, int]:
         now = server.clock.now()
@@ -171,18 +157,7 @@ def test_usage_written_while_a_page_is_composed_is_on_its_invoices(
     lock belongs on its invoices: the page composes those subscriptions again under the lock,
     the others as they were."""
     story = Story(server, org)
-    story.now("2025-01-01")
-    story.meter("api_calls", "sum", unit="call")
-    plan = story.plan(
-        [{"type": "usage", "meter": "api_calls", "model": "per_unit", "unit_price": "0.10"}]
-    )
-    subs = [
-        story.subscribe(story.customer(f"c{n}"), plan, "2025-01-01T00:00:00Z") for n in range(3)
-    ]
-    for n, sub in enumerate(subs):
-        story.now("2025-01-21")
-        story.send(sub, "api_calls", "2025-01-20", 10 + n, key=f"{sub}-c1")
-    story.now("2025-02-01T02:00")
+    subs = _january(story, 3, fee=False)
     composed_again: list[set[str]] = []
     compose_page, compose_again = batch_module.compose_page, batch_module._compose_again
 
@@ -219,6 +194,24 @@ def test_usage_written_while_a_page_is_composed_is_on_its_invoices(
     assert marked == []  # written before the lock: on the invoice, not late
 
 
+def _january(story: Story, count: int, *, fee: bool) -> list[str]:
+    """`count` subscriptions from 2025-01-01 on a plan of API calls at 0.10 (and a 31.00 fee),
+    the n-th with 10 + n calls on 2025-01-20; the clock then two hours past January."""
+    story.now("2025-01-01")
+    story.meter("api_calls", "sum", unit="call")
+    usage = {"type": "usage", "meter": "api_calls", "model": "per_unit", "unit_price": "0.10"}
+    fixed = {"type": "fixed", "name": "Platform fee", "amount": "31.00"}
+    plan = story.plan([fixed, usage] if fee else [usage])
+    subs = [
+        story.subscribe(story.customer(f"c{n}"), plan, "2025-01-01T00:00:00Z") for n in range(count)
+    ]
+    story.now("2025-01-21")
+    for n, sub in enumerate(subs):
+        story.send(sub, "api_calls", "2025-01-20", 10 + n, key=f"{sub}-c1")
+    story.now("2025-02-01T02:00")
+    return subs
+
+
 def _blank(ids: list[str]) -> dict[str, Progress]:
     return {sid: Progress() for sid in ids}
 
@@ -227,21 +220,7 @@ def test_worker_processes_bill_an_organizations_pages_side_by_side(
     server: RunningServer, org: IsolatedOrganization, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     story = Story(server, org)
-    story.now("2025-01-01")
-    story.meter("api_calls", "sum", unit="call")
-    plan = story.plan(
-        [
-            {"type": "fixed", "name": "Platform fee", "amount": "31.00"},
-            {"type": "usage", "meter": "api_calls", "model": "per_unit", "unit_price": "0.10"},
-        ]
-    )
-    subs = [
-        story.subscribe(story.customer(f"c{n}"), plan, "2025-01-01T00:00:00Z") for n in range(7)
-    ]
-    story.now("2025-01-21")
-    for n, sub in enumerate(subs):
-        story.send(sub, "api_calls", "2025-01-20", 10 + n, key=f"{sub}-c1")
-    story.now("2025-02-01T02:00")
+    subs = _january(story, 7, fee=True)
     submitted: list[int] = []
     submit = run_module.PagePool.submit
 
