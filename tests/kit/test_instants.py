@@ -13,6 +13,7 @@ from meterworks.kit.instants import (
     LATEST,
     format_instant,
     from_micros,
+    instant_micros,
     parse_instant,
     to_micros,
 )
@@ -32,6 +33,7 @@ from meterworks.kit.instants import (
 def test_parse(text: str, expected: datetime) -> None:
     assert parse_instant(text) == expected
     assert parse_instant(text).tzinfo == UTC
+    assert instant_micros(text) == to_micros(expected)
 
 
 @pytest.mark.parametrize(
@@ -55,6 +57,8 @@ def test_parse(text: str, expected: datetime) -> None:
 def test_parse_refuses_with_value_error(text: str) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - the callers catch exactly ValueError
         parse_instant(text)
+    with pytest.raises(ValueError):  # noqa: PT011
+        instant_micros(text)
 
 
 def test_format() -> None:
@@ -91,3 +95,28 @@ def test_micros_round_trip(instant: datetime) -> None:
 def test_the_accepted_range_is_half_open() -> None:
     assert parse_instant("1970-01-01T00:00:00Z") == EARLIEST
     assert parse_instant("8999-12-31T23:59:59.999999Z") == LATEST - timedelta(microseconds=1)
+
+
+@settings(max_examples=300)
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),  # noqa: DTZ001 - hypothesis bounds are naive
+        max_value=datetime(9999, 12, 30),  # noqa: DTZ001
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5)), timezone.min]),
+    ),
+    st.sampled_from(["Z", "z", "+00:00", "", " "]),
+)
+def test_instant_micros_is_parse_then_micros(instant: datetime, suffix: str) -> None:
+    """The quick path answers exactly as parse_instant followed by to_micros, or refuses alike."""
+    text = instant.replace(tzinfo=None).isoformat()
+    if instant.utcoffset() == timedelta(0):
+        text += suffix
+    else:
+        text = instant.isoformat()
+    try:
+        expected = to_micros(parse_instant(text))
+    except ValueError:
+        with pytest.raises(ValueError):  # noqa: PT011
+            instant_micros(text)
+        return
+    assert instant_micros(text) == expected

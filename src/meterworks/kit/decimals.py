@@ -35,6 +35,11 @@ def parse_decimal(value: Any) -> Decimal:
             raise DecimalInputError("must be a decimal number") from exc
     else:
         raise DecimalInputError("must be a decimal number (string or JSON number)")
+    return bounded_decimal(number)
+
+
+def bounded_decimal(number: Decimal) -> Decimal:
+    """`number` as a quantity: finite and within the digits allowed, zero as plain `0`."""
     if not number.is_finite():
         raise DecimalInputError("must be a finite number")
     _, digits, exponent = number.as_tuple()

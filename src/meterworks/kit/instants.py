@@ -45,6 +45,18 @@ def parse_instant(text: str) -> datetime:
     return instant
 
 
+def instant_micros(text: str) -> int:
+    """`to_micros(parse_instant(text))`, the same for every input, quicker for UTC instants."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        parsed = None
+    if parsed is not None and parsed.tzinfo is UTC and EARLIEST <= parsed < LATEST:
+        delta = parsed - EPOCH
+        return (delta.days * 86_400 + delta.seconds) * MICROS_PER_SECOND + delta.microseconds
+    return to_micros(parse_instant(text))
+
+
 def format_instant(value: datetime) -> str:
     """`2024-01-31T00:00:00Z`, with microseconds only when there are some."""
     # isoformat, not strftime: strftime does not pad years before 1000 to four digits.
