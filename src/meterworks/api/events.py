@@ -13,6 +13,7 @@ from meterworks.api.context import AppContext, Context
 from meterworks.api.jsonbody import DecimalRoute, parse_body
 from meterworks.api.schemas import EventOut, IngestOut
 from meterworks.errors import InvalidInput
+from meterworks.usage.drafts import decode_batch
 from meterworks.usage.service import UNSET
 
 router = APIRouter(prefix="/v1", route_class=DecimalRoute, tags=["events"])
@@ -53,16 +54,20 @@ async def ingest_events(
 
 async def ingest(context: AppContext, organization_id: str, raw_body: bytes) -> JSONResponse:
     """`POST /v1/events`'s answer to an authenticated caller's body."""
-    # The body is read and validated here, event by event, so a bad batch is answered with
-    # every bad index at once and numbers stay exact.
-    body = parse_body(raw_body)
-    if not isinstance(body, dict) or "events" not in body:
-        raise InvalidInput(
-            "the body must be an object with an `events` list",
-            code="invalid_batch",
-            details=[{"field": "events", "message": "is required"}],
-        )
-    result = await context.usage.record_async(organization_id, body["events"], source="native")
+    # An ordinary body is decoded straight into drafts; any other is read here, and validated
+    # event by event, so a bad batch is answered with every bad index at once. Numbers stay
+    # exact either way.
+    events: Any = decode_batch(raw_body)
+    if events is None:
+        body = parse_body(raw_body)
+        if not isinstance(body, dict) or "events" not in body:
+            raise InvalidInput(
+                "the body must be an object with an `events` list",
+                code="invalid_batch",
+                details=[{"field": "events", "message": "is required"}],
+            )
+        events = body["events"]
+    result = await context.usage.record_async(organization_id, events, source="native")
     # IngestOut's shape, written directly: validating our own two integers again through the
     # response model costs more than the answer itself on this hot path.
     return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates})

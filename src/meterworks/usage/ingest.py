@@ -7,7 +7,6 @@ refuses the whole batch with per-index errors, so a refused batch writes nothing
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,26 +18,26 @@ from sqlalchemy.engine import Connection
 
 from meterworks.catalog.meters import Aggregation, Meter, meters_by_ref
 from meterworks.db import tables as t
-from meterworks.db.engine import dumps as stored_json
 from meterworks.errors import InvalidInput
-from meterworks.kit.decimals import DecimalInputError, format_decimal, parse_decimal
-from meterworks.kit.instants import parse_instant, to_micros
+from meterworks.kit.decimals import format_decimal
+from meterworks.kit.instants import from_micros, to_micros
 from meterworks.subscriptions.service import (
     Subscription,
     active_for_meter,
     subscriptions_by_id,
     subscriptions_charging,
 )
+from meterworks.usage.drafts import Draft, Errors, parse_event
 from meterworks.usage.periods import PeriodFinder
 
-MAX_KEY_LENGTH = 255
-MAX_PROPERTIES_BYTES = 16 * 1024
 # Events validated between two calls of `make_way`: about 5–10 ms of work.
 STEP = 200
 SOURCES = frozenset({"native", "salesbricks", "gradient", "saaslogic"})
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per event on the hot path, and a frozen dataclass's __init__ (a
+# call of object.__setattr__ per field) costs about as much as everything else done with it.
+@dataclass(slots=True)
 class NewEvent:
     """A validated event, resolved to its subscription and meter, ready for the ledger."""
 
@@ -86,32 +85,6 @@ def counted_value(meter: Meter, properties: dict[str, Any] | None) -> str | None
     return property_value(properties, meter.property)
 
 
-def _strict(value: Any) -> Any:
-    raise TypeError(type(value).__name__)
-
-
-def _hash_default(value: Any) -> Any:
-    return format_decimal(value) if isinstance(value, Decimal) else str(value)
-
-
-# Built once: json.dumps with options builds an encoder per call, a cost paid per event here.
-_PLAIN = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_strict)
-_HASHED = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_hash_default)
-
-
-def encode_properties(properties: dict[str, Any]) -> tuple[str, str]:
-    """(the ledger's JSON text of `properties`, their canonical text for the payload hash).
-
-    One encoding serves both, and the size check, unless a value is a decimal number: the
-    ledger keeps its digits as sent (db/engine.py), the hash normalises them (1.50 is 1.5).
-    """
-    try:
-        text = _PLAIN.encode(properties)
-    except TypeError:
-        return stored_json(properties), _HASHED.encode(properties)
-    return text, text
-
-
 def payload_hash(
     subscription_id: str,
     meter_id: str,
@@ -127,124 +100,6 @@ def payload_hash(
     if properties_text is not None and properties_text != "{}":
         canonical += "\x1f" + properties_text
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
-
-
-class _Errors:
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-
-    def add(self, index: int, field: str, code: str, message: str) -> None:
-        self.items.append({"index": index, "field": field, "code": code, "message": message})
-
-
-@dataclass(slots=True)
-class _Draft:
-    index: int
-    key: str
-    meter_ref: str
-    ts: datetime
-    ts_us: int
-    operation: str
-    quantity: Decimal | None
-    properties: dict[str, Any] | None
-    properties_json: str | None
-    properties_hashed: str | None
-    subscription_id: str | None
-    customer_id: str | None
-    external_customer_id: str | None
-
-
-def _text(raw: dict[str, Any], name: str) -> str | None:
-    value = raw.get(name)
-    if value is None:
-        return None
-    if isinstance(value, int | Decimal) and not isinstance(value, bool):
-        return format_decimal(Decimal(value))
-    if isinstance(value, str):
-        return value
-    return None
-
-
-def _parse_one(index: int, raw: Any, errors: _Errors) -> _Draft | None:
-    if not isinstance(raw, dict):
-        errors.add(index, "", "invalid_event", "each event must be an object")
-        return None
-    before = len(errors.items)
-    key = raw.get("idempotency_key")
-    if not isinstance(key, str) or not key.strip():
-        errors.add(index, "idempotency_key", "missing_field", "idempotency_key is required")
-    elif len(key) > MAX_KEY_LENGTH:
-        errors.add(index, "idempotency_key", "invalid_field", "at most 255 characters")
-    meter_ref = raw.get("meter")
-    if not isinstance(meter_ref, str) or not meter_ref:
-        errors.add(index, "meter", "missing_field", "meter (id or key) is required")
-    # The one target as text (ids may arrive as numbers); None where absent or not text.
-    texts: dict[str, str | None] = {}
-    for name in ("subscription_id", "customer_id", "external_customer_id"):
-        value = raw.get(name)
-        if value is not None:
-            texts[name] = value if type(value) is str else _text(raw, name)
-    if len(texts) != 1:
-        errors.add(
-            index,
-            "subscription_id",
-            "missing_field" if not texts else "invalid_field",
-            "exactly one of subscription_id, customer_id, external_customer_id is required",
-        )
-    for name, text in texts.items():
-        if text is None:
-            errors.add(index, name, "invalid_field", f"{name} must be a string")
-    ts_raw = raw.get("timestamp")
-    ts: datetime | None = None
-    if isinstance(ts_raw, datetime):
-        ts = ts_raw
-    elif isinstance(ts_raw, str):
-        try:
-            ts = parse_instant(ts_raw)
-        except ValueError:
-            errors.add(index, "timestamp", "invalid_field", "timestamp must be ISO-8601")
-    else:
-        errors.add(index, "timestamp", "missing_field", "timestamp (ISO-8601) is required")
-    operation = raw.get("operation", "add")
-    if operation not in ("add", "set"):
-        errors.add(index, "operation", "invalid_field", "operation must be `add` or `set`")
-    quantity: Decimal | None = None
-    if raw.get("quantity") is not None:
-        try:
-            quantity = parse_decimal(raw["quantity"])
-        except DecimalInputError as exc:
-            errors.add(index, "quantity", "invalid_quantity", f"quantity {exc}")
-    properties = raw.get("properties")
-    properties_json: str | None = None
-    properties_hashed: str | None = None
-    if properties is not None:
-        if not isinstance(properties, dict):
-            errors.add(index, "properties", "invalid_field", "properties must be an object")
-            properties = None
-        else:
-            properties_json, properties_hashed = encode_properties(properties)
-            if len(properties_json) > MAX_PROPERTIES_BYTES:
-                errors.add(index, "properties", "properties_too_large", "properties exceed 16 KiB")
-    if len(errors.items) > before:
-        return None
-    assert isinstance(key, str)
-    assert isinstance(meter_ref, str)
-    assert ts is not None
-    return _Draft(
-        index=index,
-        key=key,
-        meter_ref=meter_ref,
-        ts=ts,
-        ts_us=to_micros(ts),
-        operation=str(operation),
-        quantity=quantity,
-        properties=properties,
-        properties_json=properties_json,
-        properties_hashed=properties_hashed,
-        subscription_id=texts.get("subscription_id"),
-        customer_id=texts.get("customer_id"),
-        external_customer_id=texts.get("external_customer_id"),
-    )
 
 
 class _Kept:
@@ -400,16 +255,17 @@ def prepare_batch(
             code="batch_too_large",
             details={"max_events": max_events, "received": len(raw_events)},
         )
-    errors = _Errors()
-    drafts: list[_Draft] = []
+    errors = Errors()
+    drafts: list[Draft] = []
     for start in range(0, len(raw_events), STEP):
         if make_way is not None:
             make_way()
-        drafts.extend(
-            d
-            for i, raw in enumerate(raw_events[start : start + STEP], start)
-            if (d := _parse_one(i, raw, errors))
-        )
+        for index, raw in enumerate(raw_events[start : start + STEP], start):
+            if type(raw) is Draft:  # decoded with its body (`decode_batch`)
+                raw.index = index
+                drafts.append(raw)
+            elif (draft := parse_event(index, raw, errors)) is not None:
+                drafts.append(draft)
 
     meters = _KEPT.meters(conn, organization_id, {d.meter_ref for d in drafts})
     subs = subscriptions_by_id(
@@ -475,7 +331,9 @@ def prepare_batch(
             if customer_id is None or customer_id not in known_customers:
                 errors.add(d.index, field, "customer_not_found", "customer not found")
                 continue
-            found = active_for_meter(candidates.get(customer_id, []), meter.id, d.ts)
+            found = active_for_meter(
+                candidates.get(customer_id, []), meter.id, from_micros(d.ts_us)
+            )
             if found is None:
                 errors.add(
                     d.index,
