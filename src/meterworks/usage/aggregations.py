@@ -86,18 +86,7 @@ def fold(rollup: Rollup, entry: Entry, aggregation: Aggregation, sign: int = 1) 
     if aggregation.is_level:
         if sign != 1:
             raise ValueError("level rollups are rebuilt, not un-applied")
-        if (entry.ts_us, entry.seq) < (rollup.last_ts_us, rollup.last_seq):
-            raise ValueError("level entries must be applied in order")
-        rollup.integral += rollup.level * (entry.ts_us - rollup.last_ts_us)
-        if entry.operation == "set":
-            rollup.level = entry.quantity
-        else:
-            rollup.level += entry.quantity
-            rollup.total += entry.quantity
-        rollup.max_level = max(rollup.max_level, rollup.level)
-        rollup.last_ts_us = entry.ts_us
-        rollup.last_seq = entry.seq
-        rollup.event_count += 1
+        fold_level(rollup, entry.ts_us, entry.seq, entry.operation, entry.quantity)
         return
     rollup.event_count += sign
     if entry.operation == "add":
@@ -108,6 +97,25 @@ def fold(rollup: Rollup, entry: Entry, aggregation: Aggregation, sign: int = 1) 
             rollup.values[entry.value] = count
         else:
             rollup.values.pop(entry.value, None)
+
+
+def fold_level(rollup: Rollup, ts_us: int, seq: int, operation: str, quantity: Decimal) -> None:
+    """`fold` of one entry of a level meter, given by its fields (the writer folds thousands)."""
+    if ts_us < rollup.last_ts_us or (ts_us == rollup.last_ts_us and seq < rollup.last_seq):
+        raise ValueError("level entries must be applied in order")
+    level = rollup.level
+    rollup.integral += level * (ts_us - rollup.last_ts_us)
+    if operation == "set":
+        level = quantity
+    else:
+        level += quantity
+        rollup.total += quantity
+    rollup.level = level
+    if level > rollup.max_level:
+        rollup.max_level = level
+    rollup.last_ts_us = ts_us
+    rollup.last_seq = seq
+    rollup.event_count += 1
 
 
 def recompute(

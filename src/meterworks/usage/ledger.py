@@ -28,7 +28,7 @@ from meterworks.usage.aggregations import (
     ZERO,
     Entry,
     Rollup,
-    fold,
+    fold_level,
     opened,
     recompute,
     to_row,
@@ -438,23 +438,27 @@ def update_rollups(
     """
     meters: dict[str, Meter] = {}
     subs: dict[str, Subscription] = {}
-    levels: dict[Pair, list[tuple[int, Entry]]] = defaultdict(list)
+    # Level meters: per pair, (ts_us, seq, period start, operation, quantity) in any order.
+    levels: dict[Pair, list[tuple[int, int, int, str, Decimal]]] = defaultdict(list)
     # (pair, period) -> [event count, total of `add` quantities, {unique value: occurrences}]
     sums: dict[tuple[Pair, int], list[Any]] = {}
+    is_level: dict[str, bool] = {}
     min_start = None
     with localcontext(EXACT):
         for event, seq in fresh:
             meter = event.meter
             sub = event.subscription
-            meters[meter.id] = meter
-            subs[sub.id] = sub
             pair = (sub.id, meter.id)
             start = event.period_start_us
             if min_start is None or start < min_start:
                 min_start = start
-            if meter.aggregation.is_level:
-                entry = Entry(event.ts_us, seq, event.operation, event.quantity)
-                levels[pair].append((start, entry))
+            level = is_level.get(meter.id)
+            if level is None:
+                level = is_level[meter.id] = meter.aggregation.is_level
+                meters[meter.id] = meter
+            subs[sub.id] = sub
+            if level:
+                levels[pair].append((event.ts_us, seq, start, event.operation, event.quantity))
                 continue
             held = sums.get((pair, start))
             if held is None:
@@ -494,26 +498,30 @@ def update_rollups(
         for pair, items in levels.items():
             aggregation = meters[pair[1]].aggregation
             rows = loaded.get(pair, {})
-            items.sort(key=lambda item: (item[1].ts_us, item[1].seq))
+            items.sort()  # by (ts_us, seq): seq is unique, so nothing after it is compared
             frontier = rows[max(rows)] if rows else earlier.get(pair)
-            first_start, first = items[0]
+            first_ts, first_seq, first_start, _, _ = items[0]
             in_order = frontier is None or (
                 first_start >= frontier.period_start_us
-                and (first.ts_us, first.seq) >= (frontier.last_ts_us, frontier.last_seq)
+                and (first_ts, first_seq) >= (frontier.last_ts_us, frontier.last_seq)
             )
             if not in_order:
                 rebuild_pair(conn, organization_id, subs[pair[0]], meters[pair[1]], first_start)
                 continue
+            # The rollup entries are folded into, and the one before it (a level carries over).
             current = frontier
+            current_start = None
             touched: dict[int, Rollup] = {}
-            for start, entry in items:
-                rollup = rows.get(start)
-                if rollup is None:
-                    carried = current.level if current is not None else ZERO
-                    rollup = rows[start] = opened(start, aggregation, carried)
-                fold(rollup, entry, aggregation)
-                touched[start] = rollup
-                current = rollup
+            for ts_us, seq, start, operation, quantity in items:
+                if start != current_start:
+                    rollup = rows.get(start)
+                    if rollup is None:
+                        carried = current.level if current is not None else ZERO
+                        rollup = rows[start] = opened(start, aggregation, carried)
+                    touched[start] = current = rollup
+                    current_start = start
+                assert current is not None
+                fold_level(current, ts_us, seq, operation, quantity)
             changed.extend((pair, rollup, False) for rollup in touched.values())
     save_rollups(conn, organization_id, changed)
 
