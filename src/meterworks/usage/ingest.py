@@ -27,11 +27,9 @@ from meterworks.subscriptions.service import (
     subscriptions_by_id,
     subscriptions_charging,
 )
-from meterworks.usage.drafts import Draft, Errors, parse_event
+from meterworks.usage.drafts import STEP, Draft, Errors, parse_event
 from meterworks.usage.periods import PeriodFinder
 
-# Events validated between two calls of `make_way`: about 5–10 ms of work.
-STEP = 200
 SOURCES = frozenset({"native", "salesbricks", "gradient", "saaslogic"})
 
 
