@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from meterworks.app import build_context
+from meterworks.billing import views
 from meterworks.db import tables as t
 from meterworks.kit.clock import FrozenClock
 from tests.scenarios.story import Story, at, ok
@@ -160,3 +161,59 @@ def test_no_build_writes_schedule_no_rebuild(story: Story, context: Any) -> None
     assert _request(story, sub) is None
     context.usage.record(story.org.id, [{**event, "idempotency_key": "loud"}], source="gradient")
     assert _request(story, sub).due_at == at("2025-01-10T00:00:02")
+
+
+def test_usage_written_while_a_view_is_built_is_left_for_the_next_rebuild(
+    story: Story, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = _subscription(story)
+    story.now("2025-01-10T12:00:00")
+    _preview(story, sub)
+    story.send(sub, "api_calls", "2025-01-10T11:00", 10, key="one")  # due at 12:00:02
+    story.now("2025-01-10T12:00:01")  # the server's own loop finds nothing due yet
+    original = views.build
+
+    def build_while_usage_arrives(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        body = original(*args, **kwargs)
+        # Written and committed while the rebuild is between its read and its write.
+        story.send(sub, "api_calls", "2025-01-10T11:30", 5, key="two")
+        return body
+
+    monkeypatch.setattr(views, "build", build_while_usage_arrives)
+    view, rebuilt = views.rebuild(
+        story.server.db, story.org.id, sub, at("2025-01-10T12:00:02"), only_if_due=True
+    )
+    monkeypatch.undo()
+    assert rebuilt
+    assert view is not None
+    assert (view.builds, view.body["total"]) == (2, "21.00")  # "one" only
+    assert _request(story, sub).due_at == at("2025-01-10T12:00:03")  # "two" asked for more
+
+    story.now("2025-01-10T12:00:04")
+    _wait_for(lambda: _request(story, sub) is None)
+    after = _preview(story, sub)
+    assert (after["view"]["builds"], after["total"]) == (3, "21.50")
+
+
+def test_a_view_rebuilt_meanwhile_elsewhere_is_not_overwritten(
+    story: Story, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = _subscription(story)
+    story.now("2025-01-10T12:00:00")
+    _preview(story, sub)
+    story.send(sub, "api_calls", "2025-01-10T11:00", 10, key="one")
+    original = views.build
+    db, now = story.server.db, at("2025-01-10T12:00:02")
+
+    def build_while_another_rebuilds(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        monkeypatch.setattr(views, "build", original)
+        # Another process rebuilds and stores the view first.
+        assert views.rebuild(db, story.org.id, sub, now, only_if_due=True)[1]
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(views, "build", build_while_another_rebuilds)
+    view, rebuilt = views.rebuild(db, story.org.id, sub, now, only_if_due=True)
+    assert not rebuilt
+    assert view is not None
+    assert (view.builds, view.body["total"]) == (2, "21.00")  # the other process's build
+    assert _request(story, sub) is None

@@ -4,9 +4,10 @@ After usage writes, the writer's hook asks for a rebuild (in the writer's own tr
 request's due time is pushed `view_debounce_seconds` ahead by every write, so a burst of writes to
 one subscription causes one rebuild, after the burst. Writes with `rebuild_view=False` (Gradient's
 `no_build=true`) ask for none. A rebuild runs when its request is due: from the background loop,
-or from a read that finds it due. It holds the request's row while it builds, so a write that
-lands meanwhile waits and then asks for the next rebuild: nothing written is ever left out, and a
-read returns the last rebuild that completed, never an older one.
+or from a read that finds it due. It builds from a read transaction and then stores the view; the
+request is cleared only if no write changed it since the build read the usage, so nothing
+written is ever left out, and a view is stored only over the one it started from, so a read
+never returns an older build than one it could have seen.
 """
 
 from __future__ import annotations
@@ -147,31 +148,49 @@ def rebuild(
 ) -> tuple[View | None, bool]:
     """Rebuild one view if it is stale (with `only_if_due`: if its request is due).
 
-    Answers the view as it stands and whether this call rebuilt it.
+    Answers the view as it stands and whether this call rebuilt it. The view is built in a read
+    transaction and stored in a short write one, so a rebuild never holds up the ledger writer
+    (on SQLite, every writer of the database). The request is read before the usage: a write
+    that lands after it changes the request, which is then kept for the next rebuild.
     """
-    with db.transaction() as conn:
-        # Held until commit: the writer's next request for this subscription waits for it.
-        request = _request(conn, organization_id, subscription_id, lock=True)
+    with db.read() as conn:
+        request = _request(conn, organization_id, subscription_id)
         sub = get_subscription(conn, organization_id, subscription_id)
         view = _load(conn, organization_id, subscription_id)
         if only_if_due and (request is None or request[1] > now):
             return view, False
-        if sub.ends_at is not None and now >= sub.ends_at:
+        ended = sub.ends_at is not None and now >= sub.ends_at
+        if not ended:
+            period = current_period(sub, now)
+            if not only_if_due and not _stale(view, request, period, now):
+                return view, False
+            body = build(conn, organization_id, sub, now)
+    with db.transaction() as conn:
+        # Locked until commit: a write asking for the next rebuild meanwhile waits for it.
+        asked = _request(conn, organization_id, subscription_id, lock=True)
+        if ended:
             _forget(conn, organization_id, subscription_id)
             return view, False
-        period = current_period(sub, now)
-        if not only_if_due and not _stale(view, request, period, now):
-            return view, False
-        body = build(conn, organization_id, sub, now)
-        builds = (view.builds if view is not None else 0) + 1
+        stored = _load(conn, organization_id, subscription_id)
+        if _builds(stored) != _builds(view):
+            # Rebuilt by another process since this one read it: a build of this one's snapshot
+            # may be older than that one, and a view never goes back.
+            return stored, False
+        builds = _builds(view) + 1
         values = {"period_start": period.start, "built_at": now, "builds": builds, "body": body}
         conn.execute(
             upsert(conn, t.billing_views, ["organization_id", "subscription_id"], values).values(
                 organization_id=organization_id, subscription_id=subscription_id, **values
             )
         )
-        _forget(conn, organization_id, subscription_id)
+        if asked == request:
+            # Nothing was written since the build read the usage.
+            _forget(conn, organization_id, subscription_id)
         return View(subscription_id, period.start, now, builds, body), True
+
+
+def _builds(view: View | None) -> int:
+    return 0 if view is None else view.builds
 
 
 def _forget(conn: Connection, organization_id: str, subscription_id: str) -> None:
