@@ -49,6 +49,7 @@ AWKWARD_TEXT = [
     "USD",
 ]
 
+
 def url_text(text: str) -> str:
     """Text as a client may put it in a path or query: a lone surrogate, which has no UTF-8,
     goes as the bytes a careless encoder makes of it (%ED%A0%80)."""
