@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from meterworks.kit.decimals import format_decimal
+from meterworks.usage.ingest import payload_hash
 from tests.api.builders import START, Api, error_of, event
 
 
@@ -149,3 +151,20 @@ def test_properties_are_stored_as_sent_whatever_characters_they_hold(api: Api) -
     amended = api.client.patch("/v1/events/p", json={"quantity": "3"})
     assert amended.status_code == 200, amended.text
     assert amended.json()["properties"] == properties
+
+
+def test_a_payload_hashes_as_it_always_has() -> None:
+    """Stored hashes tell replays from conflicts for the life of the ledger: the hash of a given
+    payload may never change (these values were computed when the ledger's format was set)."""
+    assert [
+        payload_hash("sub_1", "mtr_1", 1738317600000001, operation, format_decimal(q), props)
+        for operation, q, props in [
+            ("add", Decimal("1.50"), '{"region":"eu-west"}'),
+            ("set", Decimal(0), None),
+            ("set", Decimal("1E+3"), "{}"),
+        ]
+    ] == [
+        "97fe4563b182a2e5c798d26984fb4748",
+        "f35bd0f219d1069382db41327fe8dfc4",
+        "816655c02ad477ca0ff228d111c3edc3",
+    ]

@@ -60,7 +60,9 @@ def format_decimal(value: Decimal) -> str:
     if not value:
         return "0"
     # Plain notation is exact whatever the context; only zeros after the point go.
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
+    return plain_trimmed(format(value, "f"))
+
+
+def plain_trimmed(text: str) -> str:
+    """`format_decimal` of a non-zero number from its plain notation (`format(value, "f")`)."""
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -205,7 +205,8 @@ class _WireEvent(msgspec.Struct):
     external_customer_id: str | None = None
     operation: str = "add"
     quantity: Decimal | None = None
-    properties: dict[str, Any] | None = None
+    # As sent: producers repeat a few sets of properties, read once each (`_properties_of`).
+    properties: msgspec.Raw = msgspec.Raw(b"")
 
 
 class _WireBatch(msgspec.Struct):
@@ -214,6 +215,36 @@ class _WireBatch(msgspec.Struct):
 
 # Numbers become Decimal from their text, as `api/jsonbody.loads` makes them: never a float.
 _DECODE = msgspec.json.Decoder(_WireBatch, float_hook=Decimal)
+_DECODE_PROPERTIES = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
+_NO_PROPERTIES = (None, None, None)
+# Properties as sent, up to this length, are remembered with what they were read as.
+_REMEMBERED_BYTES = 512
+_REMEMBERED_COUNT = 4096
+_remembered: dict[bytes, tuple[dict[str, Any], str, str]] = {}
+
+
+def _properties_of(
+    raw: bytes,
+) -> tuple[dict[str, Any], str, str] | tuple[None, None, None] | None:
+    """(properties, their ledger text, their hashed text) from their JSON as sent; None where
+    they are not an object. The same text gives the same dict each time: drafts never change
+    their properties."""
+    if not raw or raw == b"null":
+        return _NO_PROPERTIES
+    known = _remembered.get(raw)
+    if known is not None:
+        return known
+    try:
+        properties = _DECODE_PROPERTIES.decode(raw)
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return None
+    text, hashed = encode_properties(properties)
+    known = (properties, text, hashed)
+    if len(raw) <= _REMEMBERED_BYTES:
+        if len(_remembered) >= _REMEMBERED_COUNT:
+            _remembered.clear()
+        _remembered[raw] = known
+    return known
 
 
 def decode_batch(body: bytes, make_way: Callable[[], None] | None = None) -> list[Draft] | None:
@@ -257,13 +288,12 @@ def _draft_of(index: int, event: _WireEvent) -> Draft | None:
         quantity = None if event.quantity is None else bounded_decimal(event.quantity)
     except ValueError:  # DecimalInputError is one
         return None
-    properties = event.properties
-    properties_json: str | None = None
-    properties_hashed: str | None = None
-    if properties is not None:
-        properties_json, properties_hashed = encode_properties(properties)
-        if len(properties_json) > MAX_PROPERTIES_BYTES:
-            return None
+    read = _properties_of(bytes(event.properties))
+    if read is None:
+        return None
+    properties, properties_json, properties_hashed = read
+    if properties_json is not None and len(properties_json) > MAX_PROPERTIES_BYTES:
+        return None
     return Draft(
         index,
         key,

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from meterworks.catalog.meters import Aggregation, Meter, meters_by_ref
 from meterworks.db import tables as t
 from meterworks.errors import InvalidInput
-from meterworks.kit.decimals import format_decimal
+from meterworks.kit.decimals import plain_trimmed
 from meterworks.kit.instants import from_micros, to_micros
 from meterworks.subscriptions.service import (
     Subscription,
@@ -31,6 +31,8 @@ from meterworks.usage.drafts import STEP, Draft, Errors, parse_event
 from meterworks.usage.periods import PeriodFinder
 
 SOURCES = frozenset({"native", "salesbricks", "gradient", "saaslogic"})
+ONE = Decimal(1)
+_NONE: frozenset[str] = frozenset()
 
 
 # Not frozen: one is built per event on the hot path, and a frozen dataclass's __init__ (a
@@ -88,13 +90,13 @@ def payload_hash(
     meter_id: str,
     ts_us: int,
     operation: str,
-    quantity: Decimal,
+    quantity: str,
     properties_text: str | None,
 ) -> str:
+    """The hash a replay is told from a different payload by; `quantity` as `format_decimal`
+    writes it. The same payload hashes the same for the life of the ledger."""
     # Ids are generated (no separator inside), so only the trailing properties are free text.
-    canonical = (
-        f"{subscription_id}\x1f{meter_id}\x1f{ts_us}\x1f{operation}\x1f{format_decimal(quantity)}"
-    )
+    canonical = f"{subscription_id}\x1f{meter_id}\x1f{ts_us}\x1f{operation}\x1f{quantity}"
     if properties_text is not None and properties_text != "{}":
         canonical += "\x1f" + properties_text
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
@@ -342,7 +344,7 @@ def prepare_batch(
                 )
                 continue
         sub = found
-        if meter.id not in plan_meters.get(sub.id, set()):
+        if meter.id not in plan_meters.get(sub.id, _NONE):
             errors.add(
                 d.index,
                 "meter",
@@ -375,27 +377,28 @@ def prepare_batch(
         if problem is not None:
             errors.add(d.index, *problem)
             continue
-        quantity = d.quantity if d.quantity is not None else Decimal(1)
+        quantity = d.quantity if d.quantity is not None else ONE
         finder = finders.get(sub.id)
         if finder is None:
             finder = finders[sub.id] = PeriodFinder(sub)
+        # The ledger's text of the quantity, and the hash's (`format_decimal`'s) made from it.
+        text = format(quantity, "f")
+        hashed = plain_trimmed(text) if quantity else "0"
         events.append(
             NewEvent(
-                idempotency_key=d.key,
-                subscription=sub,
-                meter=meter,
-                ts_us=ts_us,
-                operation=d.operation,
-                quantity=quantity,
-                properties=d.properties,
-                source=source,
-                payload_hash=payload_hash(
-                    sub.id, meter.id, ts_us, d.operation, quantity, d.properties_hashed
-                ),
-                properties_json=d.properties_json,
-                period_start_us=finder.start_of(ts_us),
-                unique_value=counted_value(meter, d.properties),
-                quantity_text=format(quantity, "f"),
+                d.key,
+                sub,
+                meter,
+                ts_us,
+                d.operation,
+                quantity,
+                d.properties,
+                source,
+                payload_hash(sub.id, meter.id, ts_us, d.operation, hashed, d.properties_hashed),
+                finder.start_of(ts_us),
+                counted_value(meter, d.properties),
+                text,
+                d.properties_json,
             )
         )
     if errors.items:
