@@ -209,8 +209,11 @@ usage_events = Table(
     PrimaryKeyConstraint("organization_id", "seq"),
     # Dedupe for the life of the ledger.
     UniqueConstraint("organization_id", "idempotency_key", "revision"),
-    # Rebuilding one subscription's usage of one meter reads this range.
-    Index(None, "organization_id", "subscription_id", "meter_id", "ts_us"),
+    # Reading a subscription's usage of one meter over a span (rebuilds, traces) reads this
+    # range and skips its other meters' entries. Without the meter in the key, a write of
+    # interleaved meters lands in one place per subscription instead of one per pair: on
+    # SQLite this index cost more than the rest of the row's insert.
+    Index(None, "organization_id", "subscription_id", "ts_us"),
 )
 
 # Running totals per (subscription, meter, period), updated in the events' own transaction.
