@@ -217,3 +217,29 @@ def test_a_view_rebuilt_meanwhile_elsewhere_is_not_overwritten(
     assert view is not None
     assert (view.builds, view.body["total"]) == (2, "21.00")  # the other process's build
     assert _request(story, sub) is None
+
+
+def test_a_due_view_is_built_by_one_process_only(
+    story: Story, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = _subscription(story)
+    story.now("2025-01-10T12:00:00")
+    _preview(story, sub)
+    story.send(sub, "api_calls", "2025-01-10T11:00", 10, key="one")  # due at 12:00:02
+    story.now("2025-01-10T12:00:01")  # the server's own loop finds nothing due yet
+    db, now = story.server.db, at("2025-01-10T12:00:02")
+    original = views.build
+    meanwhile: list[int] = []
+
+    def build_while_another_loop_looks(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        meanwhile.append(views.rebuild_due(db, now))  # another process's loop, meanwhile
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(views, "build", build_while_another_loop_looks)
+    assert views.rebuild_due(db, now) >= 1
+    monkeypatch.undo()
+    assert meanwhile
+    assert set(meanwhile) == {0}  # everything due was claimed by the first loop
+    assert _request(story, sub) is None
+    view = _preview(story, sub)
+    assert (view["view"]["builds"], view["total"]) == (2, "21.00")

@@ -144,9 +144,16 @@ def build(
 
 
 def rebuild(
-    db: Database, organization_id: str, subscription_id: str, now: datetime, *, only_if_due: bool
+    db: Database,
+    organization_id: str,
+    subscription_id: str,
+    now: datetime,
+    *,
+    only_if_due: bool,
+    claimed_until: datetime | None = None,
 ) -> tuple[View | None, bool]:
-    """Rebuild one view if it is stale (with `only_if_due`: if its request is due).
+    """Rebuild one view if it is stale (with `only_if_due`: if its request is due; with
+    `claimed_until`, the due time `rebuild_due` set to claim it: while it still carries it).
 
     Answers the view as it stands and whether this call rebuilt it. The view is built in a read
     transaction and stored in a short write one, so a rebuild never holds up the ledger writer
@@ -157,7 +164,10 @@ def rebuild(
         request = _request(conn, organization_id, subscription_id)
         sub = get_subscription(conn, organization_id, subscription_id)
         view = _load(conn, organization_id, subscription_id)
-        if only_if_due and (request is None or request[1] > now):
+        if claimed_until is not None:
+            if request is None or request[1] != claimed_until:
+                return view, False  # asked for again since: rebuilt once that is due
+        elif only_if_due and (request is None or request[1] > now):
             return view, False
         ended = sub.ends_at is not None and now >= sub.ends_at
         if not ended:
@@ -219,18 +229,48 @@ def preview(
 
 
 def rebuild_due(db: Database, now: datetime, *, limit: int = 200) -> int:
-    """Rebuild the views whose debounce has passed, oldest first; how many were rebuilt."""
+    """Rebuild the views whose debounce has passed, oldest first; how many were rebuilt.
+
+    Each due request is claimed first (its due time moved to `now + RETRY_AFTER`, if no one
+    moved it since it was read), so the loops of several processes never build the same view
+    twice; one that stops half-way leaves its claims due again a minute later.
+    """
     with db.read() as conn:
         due = conn.execute(
-            select(R.organization_id, R.subscription_id)
+            select(R.organization_id, R.subscription_id, R.due_at)
             .where(R.due_at <= now)
             .order_by(R.due_at)
             .limit(limit)
         ).all()
+    if not due:
+        return 0
+    claimed_until = now + RETRY_AFTER
+    with db.transaction() as conn:
+        claimed = [
+            row
+            for row in due
+            if conn.execute(
+                t.billing_view_requests.update()
+                .where(
+                    R.organization_id == row.organization_id,
+                    R.subscription_id == row.subscription_id,
+                    R.due_at == row.due_at,
+                )
+                .values(due_at=claimed_until)
+            ).rowcount
+            == 1
+        ]
     rebuilt = 0
-    for row in due:
+    for row in claimed:
         try:
-            _, built = rebuild(db, row.organization_id, row.subscription_id, now, only_if_due=True)
+            _, built = rebuild(
+                db,
+                row.organization_id,
+                row.subscription_id,
+                now,
+                only_if_due=True,
+                claimed_until=claimed_until,
+            )
         except Exception:
             # Retried later, not in a tight loop: a view that cannot be built waits a minute.
             log.exception("billing view of %s failed", row.subscription_id)
