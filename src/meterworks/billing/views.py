@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.engine import Connection
 
 from meterworks.billing.compose import Composer
@@ -75,7 +75,7 @@ def request_rebuild(
         conn,
         t.billing_view_requests,
         ["organization_id", "subscription_id"],
-        ["requested_at", "due_at"],
+        ["requested_at", "due_at", "claimed_until"],
     )
     conn.execute(
         statement,
@@ -85,6 +85,9 @@ def request_rebuild(
                 "subscription_id": sid,
                 "requested_at": now,
                 "due_at": now + debounce,
+                # A loop building the view meanwhile keeps this request; once due, any loop may
+                # take it.
+                "claimed_until": None,
             }
             for sid in sorted(subscription_ids)
         ],
@@ -150,10 +153,10 @@ def rebuild(
     now: datetime,
     *,
     only_if_due: bool,
-    claimed_until: datetime | None = None,
+    claimed: tuple[datetime, datetime] | None = None,
 ) -> tuple[View | None, bool]:
     """Rebuild one view if it is stale (with `only_if_due`: if its request is due; with
-    `claimed_until`, the due time `rebuild_due` set to claim it: while it still carries it).
+    `claimed`, the request as `rebuild_due` claimed it: if no write changed it since).
 
     Answers the view as it stands and whether this call rebuilt it. The view is built in a read
     transaction and stored in a short write one, so a rebuild never holds up the ledger writer
@@ -164,8 +167,8 @@ def rebuild(
         request = _request(conn, organization_id, subscription_id)
         sub = get_subscription(conn, organization_id, subscription_id)
         view = _load(conn, organization_id, subscription_id)
-        if claimed_until is not None:
-            if request is None or request[1] != claimed_until:
+        if claimed is not None:
+            if request != claimed:
                 return view, False  # asked for again since: rebuilt once that is due
         elif only_if_due and (request is None or request[1] > now):
             return view, False
@@ -231,20 +234,20 @@ def preview(
 def rebuild_due(db: Database, now: datetime, *, limit: int = 200) -> int:
     """Rebuild the views whose debounce has passed, oldest first; how many were rebuilt.
 
-    Each due request is claimed first (its due time moved to `now + RETRY_AFTER`, if no one
-    moved it since it was read), so the loops of several processes never build the same view
-    twice; one that stops half-way leaves its claims due again a minute later.
+    Each due request is claimed first, for `RETRY_AFTER`, where no other loop holds it, so the
+    loops of several processes never build the same view twice. A loop that stops half-way
+    leaves its claims to lapse; a write clears the claim of its subscription's request.
     """
+    free = or_(R.claimed_until.is_(None), R.claimed_until <= now)
     with db.read() as conn:
         due = conn.execute(
-            select(R.organization_id, R.subscription_id, R.due_at)
-            .where(R.due_at <= now)
+            select(R.organization_id, R.subscription_id, R.requested_at, R.due_at)
+            .where(R.due_at <= now, free)
             .order_by(R.due_at)
             .limit(limit)
         ).all()
     if not due:
         return 0
-    claimed_until = now + RETRY_AFTER
     with db.transaction() as conn:
         claimed = [
             row
@@ -254,9 +257,10 @@ def rebuild_due(db: Database, now: datetime, *, limit: int = 200) -> int:
                 .where(
                     R.organization_id == row.organization_id,
                     R.subscription_id == row.subscription_id,
-                    R.due_at == row.due_at,
+                    R.requested_at == row.requested_at,
+                    free,
                 )
-                .values(due_at=claimed_until)
+                .values(claimed_until=now + RETRY_AFTER)
             ).rowcount
             == 1
         ]
@@ -269,7 +273,7 @@ def rebuild_due(db: Database, now: datetime, *, limit: int = 200) -> int:
                 row.subscription_id,
                 now,
                 only_if_due=True,
-                claimed_until=claimed_until,
+                claimed=(row.requested_at, row.due_at),
             )
         except Exception:
             # Retried later, not in a tight loop: a view that cannot be built waits a minute.
@@ -285,5 +289,5 @@ def _postpone(db: Database, organization_id: str, subscription_id: str, due_at: 
         conn.execute(
             t.billing_view_requests.update()
             .where(R.organization_id == organization_id, R.subscription_id == subscription_id)
-            .values(due_at=due_at)
+            .values(due_at=due_at, claimed_until=None)
         )

@@ -276,6 +276,8 @@ billing_view_requests = Table(
     Column("subscription_id", String(40), nullable=False),
     Column("requested_at", UTCDateTime(), nullable=False),
     Column("due_at", UTCDateTime(), nullable=False),
+    # Set by the view loop that is building it (others skip it until then); a write clears it.
+    Column("claimed_until", UTCDateTime(), nullable=True),
     PrimaryKeyConstraint("organization_id", "subscription_id"),
     Index(None, "due_at"),
 )
