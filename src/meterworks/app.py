@@ -25,6 +25,7 @@ from meterworks.errors import PayloadTooLarge
 from meterworks.facades import mount_facades
 from meterworks.facades.gradient.hot import SET_COUNT
 from meterworks.facades.saaslogic.hot import REPORT
+from meterworks.kit import collector
 from meterworks.kit.clock import Clock, SystemClock
 from meterworks.tenancy.service import Authenticator
 from meterworks.usage.service import UsageService
@@ -113,6 +114,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         context.writer.start()
         billing_service: BillingService = context.extensions["billing"]
         billing_service.start()
+        collector.settle()
         try:
             yield
         finally:

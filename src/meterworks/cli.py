@@ -220,6 +220,7 @@ def billing_run(
     from meterworks.billing.scheduler import holder_id
     from meterworks.billing.service import BillingService
     from meterworks.errors import MeterworksError
+    from meterworks.kit import collector
     from meterworks.kit.instants import parse_instant
 
     try:
@@ -234,6 +235,7 @@ def billing_run(
     deadline = time.monotonic() + wait
     with _database(settings) as database:
         service = BillingService(database, clock, settings)
+        collector.settle()
         while True:
             # One process bills at a time: the same database lock the scheduler takes.
             with leadership(database, clock, holder) as leader:

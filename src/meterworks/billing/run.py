@@ -31,6 +31,7 @@ from meterworks.config import Settings
 from meterworks.db import tables as t
 from meterworks.db.engine import Database
 from meterworks.errors import InvalidInput
+from meterworks.kit import collector
 from meterworks.kit.periods import Period
 from meterworks.subscriptions.service import Subscription, list_subscriptions, subscription_ids
 
@@ -357,6 +358,7 @@ def _start_worker(
     global _worker
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     _worker = BillingRun(db, settings, as_of=as_of, now=now, batched=batched, page_size=page_size)
+    collector.settle()
 
 
 def _bill_in_worker(organization_id: str, after: str | None, through: str) -> RunReport:
