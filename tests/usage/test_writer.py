@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -11,6 +13,7 @@ import pytest
 from meterworks.errors import InvalidInput, Unavailable
 from meterworks.kit.clock import FrozenClock
 from meterworks.usage import service as usage_service
+from meterworks.usage import writer as writer_module
 from meterworks.usage.service import UsageService
 from meterworks.usage.writer import LedgerWriter
 from tests.api.builders import NOW, Api, event
@@ -193,3 +196,23 @@ def test_validating_a_large_batch_gives_way_while_the_writer_holds_the_write_tur
         assert prepared == [500]
         # With the writer idle, validation runs straight through.
         assert len(usage.prepare(api.org.id, batch, source="native")) == 500
+
+
+def test_a_slow_write_is_logged_with_its_wait_for_the_write_turn(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(writer_module, "SLOW_WRITE_S", 0.2)
+    setup = api.metered("sum")
+    with (
+        caplog.at_level(logging.WARNING, logger="meterworks.writer"),
+        held_writer(api, monkeypatch) as (usage, let_go),
+    ):
+        time.sleep(0.4)
+        let_go()
+        # Answered after the held write: by then its warning is out.
+        after = event("after", subscription_id=setup.id, meter=setup.key("sum"), quantity=1)
+        assert usage.record(api.org.id, [after], source="native").accepted == 1
+    slow = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
+    assert len(slow) == 1
+    assert slow[0].startswith("a ledger write of 1 calls (1 events) took ")
+    assert "of it waiting for the database's write turn" in slow[0]

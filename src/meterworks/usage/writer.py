@@ -79,6 +79,8 @@ class _Job:
 
 
 _STOP = object()
+# A write taking longer than this is logged, with how long it waited for its turn.
+SLOW_WRITE_S = 10.0
 
 
 class LedgerWriter:
@@ -109,6 +111,7 @@ class LedgerWriter:
         # the interpreter lock free; request threads waiting for it then only sit idle.
         self._gives_way = db.dialect == "sqlite"
         self._concurrent = False
+        self._waited = 0.0
         self.commits = 0
 
     def add_hook(self, hook: InTransactionHook) -> None:
@@ -213,6 +216,8 @@ class LedgerWriter:
                 self._commit(group)
 
     def _commit(self, group: list[_Append | _Job]) -> None:
+        started = time.monotonic()
+        self._waited = 0.0
         try:
             results = self._write(group)
         except Unavailable as exc:
@@ -231,6 +236,17 @@ class LedgerWriter:
             )
             return
         self.commits += 1
+        took = time.monotonic() - started
+        if took > SLOW_WRITE_S:
+            # Callers give up at the commit timeout (60 s): say where a slow write's time went.
+            log.warning(
+                "a ledger write of %d calls (%d events) took %.1f s, %.1f s of it waiting for "
+                "the database's write turn",
+                len(group),
+                sum(_size(item) for item in group),
+                took,
+                self._waited,
+            )
         for item, (ok, value) in zip(group, results, strict=True):
             if ok:
                 item.future.set_result(value)
@@ -245,7 +261,9 @@ class LedgerWriter:
         for position, item in enumerate(group):
             bucket = appends if isinstance(item, _Append) else jobs
             bucket.setdefault(item.organization_id, []).append(position)
+        asked = time.monotonic()
         with self.db.transaction(holding=self._writing) as conn:
+            self._waited = time.monotonic() - asked
             # Batches still to validate first, all of them before any sequence lock is taken.
             for position, error in _validate(conn, group):
                 results[position] = (False, error)
