@@ -216,3 +216,26 @@ def test_a_slow_write_is_logged_with_its_wait_for_the_write_turn(
     assert len(slow) == 1
     assert slow[0].startswith("a ledger write of 1 calls (1 events) took ")
     assert "of it waiting for the database's write turn" in slow[0]
+
+
+def test_a_slow_write_that_fails_is_logged_too(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(writer_module, "SLOW_WRITE_S", 0.2)
+    writer, _ = own_writer(api)
+    writer.start()
+
+    def slow_then_broken(conn: object) -> tuple[None, set[str]]:
+        time.sleep(0.4)
+        raise RuntimeError("broken")
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="meterworks.writer"):
+            future = writer.submit_job(api.org.id, slow_then_broken)
+            with pytest.raises(Unavailable):
+                future.result(30)
+    finally:
+        writer.stop()
+    slow = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
+    assert len(slow) == 1
+    assert slow[0].startswith("a ledger write of 1 calls (1 events) took ")

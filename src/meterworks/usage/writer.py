@@ -111,7 +111,8 @@ class LedgerWriter:
         # the interpreter lock free; request threads waiting for it then only sit idle.
         self._gives_way = db.dialect == "sqlite"
         self._concurrent = False
-        self._waited = 0.0
+        # When the write being made got its turn (monotonic seconds); None before it does.
+        self._entered: float | None = None
         self.commits = 0
 
     def add_hook(self, hook: InTransactionHook) -> None:
@@ -217,14 +218,16 @@ class LedgerWriter:
 
     def _commit(self, group: list[_Append | _Job]) -> None:
         started = time.monotonic()
-        self._waited = 0.0
+        self._entered = None
         try:
             results = self._write(group)
         except Unavailable as exc:
+            self._note_if_slow(group, started)
             for item in group:
                 item.future.set_exception(exc)
             return
         except Exception as exc:
+            self._note_if_slow(group, started)
             if len(group) > 1:
                 # Isolate the item that failed: the others must not suffer for it.
                 for item in group:
@@ -235,23 +238,30 @@ class LedgerWriter:
                 exc if isinstance(exc, MeterworksError) else Unavailable("the write failed")
             )
             return
+        self._note_if_slow(group, started)
         self.commits += 1
-        took = time.monotonic() - started
-        if took > SLOW_WRITE_S:
-            # Callers give up at the commit timeout (60 s): say where a slow write's time went.
-            log.warning(
-                "a ledger write of %d calls (%d events) took %.1f s, %.1f s of it waiting for "
-                "the database's write turn",
-                len(group),
-                sum(_size(item) for item in group),
-                took,
-                self._waited,
-            )
         for item, (ok, value) in zip(group, results, strict=True):
             if ok:
                 item.future.set_result(value)
             else:
                 item.future.set_exception(value)
+
+    def _note_if_slow(self, group: list[_Append | _Job], started: float) -> None:
+        """Log a write that took over `SLOW_WRITE_S`, however it ended, with how long it waited
+        for the write turn (all of it, if it never got in): callers give up at the commit
+        timeout, and the log is what says where the time went."""
+        now = time.monotonic()
+        if now - started <= SLOW_WRITE_S:
+            return
+        waited = (self._entered if self._entered is not None else now) - started
+        log.warning(
+            "a ledger write of %d calls (%d events) took %.1f s, %.1f s of it waiting for "
+            "the database's write turn",
+            len(group),
+            sum(_size(item) for item in group),
+            now - started,
+            waited,
+        )
 
     def _write(self, group: list[_Append | _Job]) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = [(False, None)] * len(group)
@@ -261,9 +271,8 @@ class LedgerWriter:
         for position, item in enumerate(group):
             bucket = appends if isinstance(item, _Append) else jobs
             bucket.setdefault(item.organization_id, []).append(position)
-        asked = time.monotonic()
         with self.db.transaction(holding=self._writing) as conn:
-            self._waited = time.monotonic() - asked
+            self._entered = time.monotonic()
             # Batches still to validate first, all of them before any sequence lock is taken.
             for position, error in _validate(conn, group):
                 results[position] = (False, error)
