@@ -163,14 +163,21 @@ def test_no_build_writes_schedule_no_rebuild(story: Story, context: Any) -> None
     assert _request(story, sub).due_at == at("2025-01-10T00:00:02")
 
 
-def test_usage_written_while_a_view_is_built_is_left_for_the_next_rebuild(
-    story: Story, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _one_write_due_at_two_seconds(story: Story) -> str:
+    """A subscription whose view is built, then one write due for a rebuild at 12:00:02; the
+    server's clock stays at 12:00:01, so its own loop leaves it to the test."""
     sub = _subscription(story)
     story.now("2025-01-10T12:00:00")
     _preview(story, sub)
-    story.send(sub, "api_calls", "2025-01-10T11:00", 10, key="one")  # due at 12:00:02
-    story.now("2025-01-10T12:00:01")  # the server's own loop finds nothing due yet
+    story.send(sub, "api_calls", "2025-01-10T11:00", 10, key="one")
+    story.now("2025-01-10T12:00:01")
+    return sub
+
+
+def test_usage_written_while_a_view_is_built_is_left_for_the_next_rebuild(
+    story: Story, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = _one_write_due_at_two_seconds(story)
     original = views.build
 
     def build_while_usage_arrives(*args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -198,10 +205,7 @@ def test_usage_written_while_a_view_is_built_is_left_for_the_next_rebuild(
 def test_a_view_rebuilt_meanwhile_elsewhere_is_not_overwritten(
     story: Story, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sub = _subscription(story)
-    story.now("2025-01-10T12:00:00")
-    _preview(story, sub)
-    story.send(sub, "api_calls", "2025-01-10T11:00", 10, key="one")
+    sub = _one_write_due_at_two_seconds(story)
     original = views.build
     db, now = story.server.db, at("2025-01-10T12:00:02")
 
@@ -222,11 +226,7 @@ def test_a_view_rebuilt_meanwhile_elsewhere_is_not_overwritten(
 def test_a_due_view_is_built_by_one_process_only(
     story: Story, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sub = _subscription(story)
-    story.now("2025-01-10T12:00:00")
-    _preview(story, sub)
-    story.send(sub, "api_calls", "2025-01-10T11:00", 10, key="one")  # due at 12:00:02
-    story.now("2025-01-10T12:00:01")  # the server's own loop finds nothing due yet
+    sub = _one_write_due_at_two_seconds(story)
     db, now = story.server.db, at("2025-01-10T12:00:02")
     original = views.build
     meanwhile: list[int] = []
