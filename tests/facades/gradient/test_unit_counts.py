@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import Connection
 
+from meterworks.facades.gradient import integration
 from meterworks.kit.instants import format_instant
 from tests.facades.gradient.support import (
     PREFIX,
@@ -372,6 +373,50 @@ def test_a_disabled_integration_is_403_until_reactivated(vendor: Vendor) -> None
     assert vendor.client.patch("/organization/status/active").status_code == 200
     assert count(vendor, mapping.service_id, body).status_code == 201
     assert usage(vendor, mapping.subscription_id, mapping.service_id) == "6"
+
+
+def test_a_service_counted_before_is_refused_while_disabled(vendor: Vendor) -> None:
+    # Once the process knows the service, a count reads no status before it is written: the
+    # status is checked in the transaction that writes the count.
+    mapping = mapped_account(vendor)
+    assert (
+        count(vendor, mapping.service_id, {"accountId": "acct-1", "unitCount": 6}).status_code
+        == 201
+    )
+    assert vendor.client.patch("/organization/status/disabled").status_code == 200
+
+    refused(
+        count(vendor, mapping.service_id, {"accountId": "acct-1", "unitCount": 9}),
+        403,
+        integration.SUSPENDED_MESSAGE,
+    )
+
+    assert ledger_rows(vendor) == 1
+    assert usage(vendor, mapping.subscription_id, mapping.service_id) == "6"
+
+
+def test_while_disabled_the_status_is_answered_before_the_service_and_account(
+    vendor: Vendor,
+) -> None:
+    mapping = mapped_account(vendor)
+    summed = summed_service(vendor, "acct-2")
+    assert (
+        count(vendor, mapping.service_id, {"accountId": "acct-1", "unitCount": 1}).status_code
+        == 201
+    )
+    assert vendor.client.patch("/organization/status/disabled").status_code == 200
+
+    for service_id, account_id in (
+        (mapping.service_id, "nobody"),  # an unknown account
+        (summed["id"], "acct-2"),  # a service that takes no levels
+        ("no-such-service", "acct-1"),  # an unknown service
+    ):
+        refused(
+            count(vendor, service_id, {"accountId": account_id, "unitCount": 2}),
+            403,
+            integration.SUSPENDED_MESSAGE,
+        )
+    assert ledger_rows(vendor) == 1
 
 
 @pytest.mark.parametrize("status", ["inactive", "pending", "error"])

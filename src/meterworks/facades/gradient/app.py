@@ -29,7 +29,7 @@ from meterworks.errors import (
     Unauthorized,
     Unavailable,
 )
-from meterworks.facades.gradient import counts, organization, services
+from meterworks.facades.gradient import counts, integration, organization, services
 from meterworks.facades.gradient.ratelimit import TokenBuckets
 
 log = logging.getLogger("meterworks.facades.gradient")
@@ -125,6 +125,9 @@ def create_app(context: AppContext) -> FastAPI:
     sub_app.state.context = context
     limiter = TokenBuckets(context.settings.gradient_rate_limit_per_second)
     sub_app.state.gradient_limiter = context.extensions[LIMITER] = limiter
+    context.extensions[counts.SYNC_MARKS] = integration.SyncMarks()
+    if integration.refuse_while_suspended not in context.usage.guards:
+        context.usage.guards.append(integration.refuse_while_suspended)
     install_error_handlers(sub_app)
     for module in (services, counts, organization):
         add_routes(sub_app, module.router)

@@ -27,7 +27,10 @@ from meterworks.facades.gradient.shapes import (
     unit_count_body,
 )
 from meterworks.kit.ids import new_id
-from meterworks.usage.ingest import find_meter
+from meterworks.usage.ingest import find_meter, kept_meter
+
+# Where the app keeps this process's `integration.SyncMarks` (context.extensions).
+SYNC_MARKS = "gradient.sync_marks"
 
 router = APIRouter(route_class=DecimalRoute, responses=ERROR_RESPONSES, tags=["unit counts"])
 
@@ -52,6 +55,8 @@ def _translate(exc: InvalidInput, account_id: str, service_id: str) -> Exception
         return not_mapped(account_id)
     if code == "meter_not_found":
         return service_not_found(service_id)
+    if code == integration.SUSPENDED_CODE:  # reactivated since the count was refused
+        return Forbidden(integration.SUSPENDED_MESSAGE, code=code)
     return InvalidInput(str(first.get("message", exc.message)), code=code)
 
 
@@ -90,18 +95,20 @@ async def set_unit_count(
 async def set_count(
     context: AppContext, caller: Caller, service_id: str, payload: Any, no_build: str | None
 ) -> dict[str, Any]:
-    """The answer to an authenticated caller's unit count (the body as parsed JSON)."""
+    """The answer to an authenticated caller's unit count (the body as parsed JSON).
+
+    Checked in this order: the integration's status, the service, then the count itself. A
+    service this process has met before, that takes levels, needs no read here: the status is
+    checked by `integration.refuse_while_suspended` in the transaction that writes the count.
+    Any refusal reads the status and the service again, so that it is answered as if they had
+    been checked first."""
     organization_id = caller.organization_id
     rebuild_view = not flag(no_build, "no_build")
     account_id, unit_count = unit_count_body(payload)
     ref = service_ref(service_id)
-    state, meter = await asyncio.to_thread(_state_and_service, context, organization_id, ref)
-    if not meter.aggregation.is_level:
-        raise InvalidInput(
-            f"service {service_id} is a `{meter.aggregation.value}` meter; a unit count sets a "
-            "level, so the service must be a latest, max or prorated meter",
-            code="operation_not_allowed",
-        )
+    meter = kept_meter(organization_id, ref)
+    if meter is None or not meter.aggregation.is_level:
+        meter = await asyncio.to_thread(_checked_service, context, organization_id, ref)
     now = context.clock.now()
     event = {
         # A set is harmless to repeat, so every call is its own ledger entry under a fresh key.
@@ -115,30 +122,32 @@ async def set_count(
     }
     try:
         await context.usage.record_async(
-            organization_id, [event], source="gradient", rebuild_view=rebuild_view
+            organization_id, [event], source=integration.SOURCE, rebuild_view=rebuild_view
         )
     except InvalidInput as exc:
+        await asyncio.to_thread(_checked_service, context, organization_id, ref)
         raise _translate(exc, account_id, service_id) from exc
-    if integration.sync_due(now, state.last_synced_at):
-        await asyncio.to_thread(
-            integration.mark_synced, context.db, organization_id, now, state.last_synced_at
-        )
+    marks: integration.SyncMarks = context.extensions[SYNC_MARKS]
+    if marks.due(organization_id, now):
+        await asyncio.to_thread(integration.mark_synced, context.db, organization_id, now)
+        marks.marked(organization_id, now)
     return {"status": 201, "message": "Created service unit count"}
 
 
-def _state_and_service(
-    context: AppContext, organization_id: str, ref: str
-) -> tuple[integration.IntegrationState, Meter]:
-    """The integration's state (refused while suspended) and the meter `ref` names."""
+def _checked_service(context: AppContext, organization_id: str, ref: str) -> Meter:
+    """The meter `ref` names, if it takes levels; refused first while the integration is
+    suspended."""
     with context.db.read() as conn:
         state = integration.read_state(conn, organization_id)
         if state.status == integration.SUSPENDED:
-            raise Forbidden(
-                "Forbidden: the Gradient integration is disabled; set its status to active "
-                "(PATCH /organization/status/active) to resume unit counts",
-                code="integration_disabled",
-            )
+            raise Forbidden(integration.SUSPENDED_MESSAGE, code=integration.SUSPENDED_CODE)
         meter = find_meter(conn, organization_id, ref)
     if meter is None:
         raise service_not_found(ref)
-    return state, meter
+    if not meter.aggregation.is_level:
+        raise InvalidInput(
+            f"service {ref} is a `{meter.aggregation.value}` meter; a unit count sets a "
+            "level, so the service must be a latest, max or prorated meter",
+            code="operation_not_allowed",
+        )
+    return meter

@@ -19,6 +19,7 @@ from meterworks.db import tables as t
 from meterworks.db.engine import Database
 from meterworks.errors import InvalidInput, MeterworksError, NotFound
 from meterworks.kit.instants import format_instant, parse_instant
+from meterworks.usage.ingest import NewEvent
 
 log = logging.getLogger("meterworks.facades.gradient")
 
@@ -28,6 +29,13 @@ STATUSES = ("active", "inactive", "pending", "disabled", "error")
 DEFAULT_STATUS = "active"
 # The one status that refuses unit counts (the vendor's 403 "anomaly" answer).
 SUSPENDED = "disabled"
+SUSPENDED_CODE = "integration_disabled"
+SUSPENDED_MESSAGE = (
+    "Forbidden: the Gradient integration is disabled; set its status to active "
+    "(PATCH /organization/status/active) to resume unit counts"
+)
+# The ledger source of unit counts.
+SOURCE = "gradient"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,21 +132,48 @@ def sync_due(at: datetime, known: datetime | None) -> bool:
     return known is None or at - known >= SYNC_RESOLUTION
 
 
-def mark_synced(db: Database, organization_id: str, at: datetime, known: datetime | None) -> None:
-    """Record `at` as the last unit count, unless one less than a second older is known.
+def mark_synced(db: Database, organization_id: str, at: datetime) -> None:
+    """Record `at` as the last unit count, unless one less than a second older is stored.
 
     The time is kept to the second: a caller sending many counts a second pays this extra
-    durable write once a second, not once a call. The unit count is committed before this runs;
-    failing here must not turn its 201 into an error (the count is in the ledger), so a failure
-    is logged and the timestamp left behind.
+    durable write once a second, not once a call (`SyncMarks` skips the transaction too). The
+    unit count is committed before this runs; failing here must not turn its 201 into an error
+    (the count is in the ledger), so a failure is logged and the timestamp left behind.
     """
-    if not sync_due(at, known):
-        return
     try:
         with db.transaction() as conn:
             settings = _locked_settings(conn, organization_id)
-            current = _state(settings).last_synced_at
-            if current is None or current < at:
+            if sync_due(at, _state(settings).last_synced_at):
                 _write_settings(conn, organization_id, {**settings, SYNCED_KEY: format_instant(at)})
     except MeterworksError:
         log.warning("could not record the Gradient sync time of %s", organization_id)
+
+
+class SyncMarks:
+    """When this process last recorded each organization's sync time: a count less than a
+    second after that needs no transaction at all, since the stored time is at least as new."""
+
+    def __init__(self) -> None:
+        self._marked: dict[str, datetime] = {}
+
+    def due(self, organization_id: str, at: datetime) -> bool:
+        return sync_due(at, self._marked.get(organization_id))
+
+    def marked(self, organization_id: str, at: datetime) -> None:
+        self._marked[organization_id] = at
+
+
+def refuse_while_suspended(
+    conn: Connection, organization_id: str, events: list[NewEvent]
+) -> list[dict[str, Any]]:
+    """The ingest guard of the integration status: no unit count lands while it is disabled.
+
+    It runs in the transaction that would write the counts, so a count is refused exactly when
+    the status it is written under is `disabled`."""
+    counts = [index for index, event in enumerate(events) if event.source == SOURCE]
+    if not counts or read_state(conn, organization_id).status != SUSPENDED:
+        return []
+    return [
+        {"index": index, "field": None, "code": SUSPENDED_CODE, "message": SUSPENDED_MESSAGE}
+        for index in counts
+    ]
