@@ -25,6 +25,7 @@ from meterworks.errors import PayloadTooLarge
 from meterworks.facades import mount_facades
 from meterworks.facades.gradient.hot import SET_COUNT
 from meterworks.facades.saaslogic.hot import REPORT
+from meterworks.facades.salesbricks.hot import USAGE
 from meterworks.kit import collector
 from meterworks.kit.clock import Clock, SystemClock
 from meterworks.tenancy.service import Authenticator
@@ -154,6 +155,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         add_routes(app, module.router)
     # The single-usage calls answered below the framework: inside the body limit, which they
     # rely on; outside everything else.
-    app.add_middleware(HotCalls, context=context, calls=(NATIVE_EVENTS, REPORT, SET_COUNT))
+    app.add_middleware(HotCalls, context=context, calls=(NATIVE_EVENTS, REPORT, SET_COUNT, USAGE))
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

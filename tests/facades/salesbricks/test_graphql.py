@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -12,6 +13,7 @@ from gql.transport.exceptions import TransportQueryError
 from gql.transport.httpx import HTTPXTransport
 
 from tests.facades.salesbricks.support import (
+    IDEMPOTENCY_HEADER,
     KEY_HEADER,
     Company,
     at,
@@ -19,6 +21,7 @@ from tests.facades.salesbricks.support import (
     ledger_rows,
     native_quantity,
 )
+from tests.support.hot import Sent, answered_both_ways
 from tests.support.server import RunningServer
 from tests.support.tenancy import IsolatedOrganization, new_organization
 
@@ -371,3 +374,78 @@ def test_the_query_root_is_harmless(server: RunningServer, org: IsolatedOrganiza
         assert response.status_code == 200
         assert response.json() == {"data": {"ping": True}}
         assert ledger_rows(server, org.id) == 0
+
+
+def test_a_usage_call_is_answered_below_the_framework_exactly_as_by_its_route(
+    server: RunningServer, org: IsolatedOrganization, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """facades/salesbricks/hot.py answers the Usage API; a query string sends the call through
+    the route instead (the route ignores it). Both must answer every call alike."""
+    from meterworks.facades.salesbricks import graphql_api, hot
+
+    through_layer: list[str] = []
+    answer_of_route = graphql_api.answer_usage
+
+    async def counted(context: Any, request: Any) -> Any:
+        through_layer.append(request.content_type)
+        return await answer_of_route(context, request)
+
+    # The layer looks the function up on its module at each call; the route on its own.
+    monkeypatch.setattr(hot, "answer_usage", counted)
+    server.clock.set(at("2025-01-20T00:00:00Z"))
+    with company(server, org) as sb:
+        url = f"{server.base_url}/salesbricks{USAGE}"
+        variables = {
+            "timestamp": "2025-01-10T00:00:00Z",
+            "subscriptionId": sb.subscription_id,
+            "brickId": sb.counter_id,
+            "count": 2,
+        }
+
+        def body(**changes: Any) -> bytes:
+            return json.dumps({"query": INCREMENT, "variables": {**variables, **changes}}).encode()
+
+        good = {KEY_HEADER: org.token, "Content-Type": "application/json"}
+        keyed = {**good, IDEMPOTENCY_HEADER: "key-{}"}
+        gauge = {"query": SET_GAUGE, "variables": {**variables, "brickId": sb.gauge_id}}
+        gauge["variables"]["value"] = gauge["variables"].pop("count")
+        sent = [
+            ("increment", url, good, body()),
+            ("slash", url + "/", good, body(count=3)),
+            ("gauge", url, good, json.dumps(gauge).encode()),
+            ("keyed", url, keyed, body(count=4)),
+            ("replayed", url, keyed, body(count=4)),
+            ("key reused", url, keyed, body(count=5)),
+            ("long key", url, {**good, IDEMPOTENCY_HEADER: "k" * 256}, body()),
+            ("no api key", url, {"Content-Type": "application/json"}, body()),
+            ("bad api key", url, {**good, KEY_HEADER: "nope"}, body()),
+            ("not json", url, good, b"{not json"),
+            ("no query", url, good, b'{"variables": null}'),
+            ("syntax", url, good, b'{"query": "mutation { incrementCounter("}'),
+            ("wrong type", url, good, body(count=1.5)),
+            ("unknown brick", url, good, body(brickId="mtr_unknown")),
+            ("plain graphql", url, {**good, "Content-Type": "application/graphql"}, b"{ ping }"),
+            ("too large", url, good, b" " * (server.settings.max_body_bytes + 1)),
+        ]
+        answers = answered_both_ways(
+            [Sent(name, target, headers, raw) for name, target, headers, raw in sent],
+            route_query="?via=route",
+            header="idempotent-replayed",
+            reached=through_layer,
+            reaching=len(sent),
+        )
+        statuses = {name: answer.status for name, answer in answers.items()}
+        assert statuses == {
+            "increment": 200, "slash": 200, "gauge": 200, "keyed": 200, "replayed": 200,
+            "key reused": 400, "long key": 400, "no api key": 401, "bad api key": 401,
+            "not json": 400, "no query": 400, "syntax": 400, "wrong type": 400,
+            "unknown brick": 200, "plain graphql": 200, "too large": 413,
+        }  # fmt: skip
+        assert answers["replayed"].header == "true"
+        assert answers["keyed"].header is None
+        assert "BRICK_NOT_FOUND" in answers["unknown brick"].text
+        # Each way: three increments (2 + 3 + 4) and one gauge.
+        assert (
+            native_quantity(org, sb.subscription_id, sb.counter_id, "2025-01-10T00:00:00Z") == "18"
+        )
+        assert ledger_rows(server, org.id) == 8

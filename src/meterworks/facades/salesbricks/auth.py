@@ -14,8 +14,9 @@ from meterworks.errors import Unauthorized
 KEY_HEADER = "x-salesbricks-key"
 
 
-def _token(request: Request) -> str:
-    token = request.headers.get(KEY_HEADER, "").strip()
+def api_token(header: str | None) -> str:
+    """The token a `X-SALESBRICKS-KEY` value carries (None when the header is absent)."""
+    token = (header or "").strip()
     if not token:
         raise Unauthorized(
             "send your API token in the `X-SALESBRICKS-KEY` header", code="missing_api_key"
@@ -25,7 +26,7 @@ def _token(request: Request) -> str:
 
 async def organization_for_request_async(request: Request, context: AppContext) -> str:
     """The same on the event loop: a cached token costs no hop to a worker thread."""
-    return await organization_for_token_async(context, _token(request))
+    return await organization_for_token_async(context, api_token(request.headers.get(KEY_HEADER)))
 
 
 async def _request_organization(request: Request) -> str:

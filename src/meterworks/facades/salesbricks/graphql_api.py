@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +25,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
+from meterworks.api.auth import organization_for_token_async
 from meterworks.api.context import AppContext
 from meterworks.errors import (
     Forbidden,
@@ -34,7 +36,7 @@ from meterworks.errors import (
     Unauthorized,
     Unavailable,
 )
-from meterworks.facades.salesbricks.auth import organization_for_request_async
+from meterworks.facades.salesbricks.auth import KEY_HEADER, api_token
 from meterworks.facades.salesbricks.bodies import check_strings, parse_json
 from meterworks.facades.salesbricks.idempotency import (
     Claimed,
@@ -105,11 +107,10 @@ def _graphql_request(raw: bytes, content_type: str) -> dict[str, Any]:
     return payload
 
 
-def _client_key(request: Request) -> str | None:
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None:
+def _client_key(header: str | None) -> str | None:
+    if header is None:
         return None
-    key = key.strip()
+    key = header.strip()
     if not key or len(key) > MAX_IDEMPOTENCY_KEY:
         raise BadRequest(
             f"`X-SALESBRICKS-IDEMPOTENT-OPERATION-KEY` must be 1 to {MAX_IDEMPOTENCY_KEY} "
@@ -159,11 +160,36 @@ def render_result(result: ExecutionResult) -> tuple[int, dict[str, Any]]:
     return (200 if ran else 400), body
 
 
+@dataclass(frozen=True, slots=True)
+class UsageRequest:
+    """What a Usage API call is answered from; its body is read only once the key is good."""
+
+    api_key: str | None  # X-SALESBRICKS-KEY
+    content_type: str
+    idempotency_key: str | None  # X-SALESBRICKS-IDEMPOTENT-OPERATION-KEY, as sent
+    body: Callable[[], Awaitable[bytes]]
+
+
 async def usage_endpoint(request: Request) -> Response:
-    context: AppContext = request.app.state.context
-    organization_id = await organization_for_request_async(request, context)
-    payload = _graphql_request(await request.body(), request.headers.get("content-type", ""))
-    client_key = _client_key(request)
+    return await answer_usage(
+        request.app.state.context,
+        UsageRequest(
+            api_key=request.headers.get(KEY_HEADER),
+            content_type=request.headers.get("content-type", ""),
+            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+            body=request.body,
+        ),
+    )
+
+
+async def answer_usage(context: AppContext, request: UsageRequest) -> Response:
+    """The answer to one call, through the route or below the framework (`hot.py`).
+
+    Raises BadRequest and MeterworksError for what stops the call before GraphQL runs;
+    `error_response` answers them."""
+    organization_id = await organization_for_token_async(context, api_token(request.api_key))
+    payload = _graphql_request(await request.body(), request.content_type)
+    client_key = _client_key(request.idempotency_key)
     store = IdempotencyStore(context.db, IDEMPOTENCY_SCOPE)
     if client_key is not None:
         claim = await run_in_threadpool(
@@ -217,35 +243,36 @@ async def usage_endpoint(request: Request) -> Response:
     return Response(text, status_code=status_code, media_type="application/json")
 
 
+def error_response(exc: Exception) -> Response:
+    """What answers a call that stopped before GraphQL ran, in the API's shape."""
+    if isinstance(exc, BadRequest):
+        return _json(exc.status_code, graphql_error_body(exc.message, exc.code))
+    if isinstance(exc, MeterworksError):
+        for kind, code in _REQUEST_ERRORS:
+            if isinstance(exc, kind):
+                return _json(exc.status, graphql_error_body(exc.message, code))
+        return _json(400, graphql_error_body(exc.message, exc.code.upper()))
+    if isinstance(exc, RequestValidationError):
+        return _json(400, graphql_error_body("the request is not valid", "BAD_REQUEST"))
+    log.exception("unexpected error in the Salesbricks Usage API", exc_info=exc)
+    return _json(500, graphql_error_body("an unexpected error occurred", INTERNAL))
+
+
 def create_graphql_app(context: AppContext) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.context = context
     for path in ("/usage", "/usage/"):
         app.add_api_route(path, usage_endpoint, methods=["POST"], include_in_schema=False)
 
-    @app.exception_handler(BadRequest)
-    async def bad_request(_: Request, exc: BadRequest) -> Response:
-        return _json(exc.status_code, graphql_error_body(exc.message, exc.code))
+    async def handled(_: Request, exc: Exception) -> Response:
+        return error_response(exc)
 
-    @app.exception_handler(MeterworksError)
-    async def domain_error(_: Request, exc: MeterworksError) -> Response:
-        for kind, code in _REQUEST_ERRORS:
-            if isinstance(exc, kind):
-                return _json(exc.status, graphql_error_body(exc.message, code))
-        return _json(400, graphql_error_body(exc.message, exc.code.upper()))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> Response:
-        return _json(400, graphql_error_body("the request is not valid", "BAD_REQUEST"))
+    for kind in (BadRequest, MeterworksError, RequestValidationError, Exception):
+        app.add_exception_handler(kind, handled)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
         return _json(exc.status_code, graphql_error_body(str(exc.detail), code), exc.headers)
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> Response:
-        log.exception("unexpected error in the Salesbricks Usage API", exc_info=exc)
-        return _json(500, graphql_error_body("an unexpected error occurred", INTERNAL))
 
     return app
