@@ -25,8 +25,9 @@ from meterworks.billing.documents import preview_document
 from meterworks.billing.loader import Loader
 from meterworks.billing.model import InvoiceKind
 from meterworks.catalog.plans import get_plan
+from meterworks.db import bulk
 from meterworks.db import tables as t
-from meterworks.db.dialect import upsert, upsert_replacing
+from meterworks.db.dialect import upsert
 from meterworks.db.engine import Database
 from meterworks.errors import Conflict
 from meterworks.kit.instants import format_instant
@@ -71,26 +72,14 @@ def request_rebuild(
     """The writer's hook: ask for (or push back) a rebuild of each subscription's view."""
     if not subscription_ids:
         return
-    statement = upsert_replacing(
+    # A loop building the view meanwhile keeps this request (`claimed_until` cleared); once
+    # due, any loop may take it.
+    bulk.upsert(
         conn,
         t.billing_view_requests,
         ["organization_id", "subscription_id"],
         ["requested_at", "due_at", "claimed_until"],
-    )
-    conn.execute(
-        statement,
-        [
-            {
-                "organization_id": organization_id,
-                "subscription_id": sid,
-                "requested_at": now,
-                "due_at": now + debounce,
-                # A loop building the view meanwhile keeps this request; once due, any loop may
-                # take it.
-                "claimed_until": None,
-            }
-            for sid in sorted(subscription_ids)
-        ],
+        [(organization_id, sid, now, now + debounce, None) for sid in sorted(subscription_ids)],
     )
 
 

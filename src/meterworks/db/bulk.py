@@ -124,6 +124,28 @@ def insert(
     return int(result.rowcount)
 
 
+def upsert(
+    conn: Connection,
+    table: Table,
+    keys: Sequence[str],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Insert `rows` (values: the keys, then the columns); a row whose keys are taken replaces
+    that row's `columns` instead (ON CONFLICT (keys) DO UPDATE SET column = excluded.column)."""
+    if not rows:
+        return
+    names = _names(conn, [*keys, *columns])
+    marks = ", ".join([_placeholder(conn)] * len(names))
+    sets = ", ".join(f"{name} = excluded.{name}" for name in names[len(keys) :])
+    conflict = ", ".join(names[: len(keys)])
+    conn.exec_driver_sql(
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}) "
+        f"ON CONFLICT ({conflict}) DO UPDATE SET {sets}",
+        _converted(conn, table, [*keys, *columns], rows),
+    )
+
+
 def update(
     conn: Connection,
     table: Table,

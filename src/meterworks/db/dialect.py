@@ -48,26 +48,6 @@ def upsert(
     return lite.on_conflict_do_update(index_elements=index_elements, set_=update)
 
 
-_REPLACING: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Insert] = {}
-
-
-def upsert_replacing(
-    conn: Connection, table: Table, index_elements: list[str], columns: list[str]
-) -> Insert:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE SET each of `columns` to the new row's value.
-
-    Built once per dialect: the writer runs these in every commit, where building the statement
-    and its cache key again cost more than executing it.
-    """
-    key = (conn.dialect.name, table.name, tuple(index_elements), tuple(columns))
-    statement = _REPLACING.get(key)
-    if statement is None:
-        new = excluded(conn, table)
-        statement = upsert(conn, table, index_elements, {c: new[c] for c in columns})
-        _REPLACING[key] = statement
-    return statement
-
-
 def excluded(conn: Connection, table: Table) -> Any:
     """The `excluded` pseudo-row of an upsert, for `SET col = excluded.col`."""
     if conn.dialect.name == "postgresql":

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Row
 from meterworks.catalog.meters import Aggregation, Meter
 from meterworks.db import bulk
 from meterworks.db import tables as t
-from meterworks.db.dialect import insert_ignore, one_of, upsert_replacing
+from meterworks.db.dialect import insert_ignore, one_of
 from meterworks.db.engine import dumps as stored_json
 from meterworks.errors import Conflict, MeterworksError
 from meterworks.subscriptions.service import Subscription
@@ -31,7 +31,6 @@ from meterworks.usage.aggregations import (
     fold_level,
     opened,
     recompute,
-    to_row,
 )
 from meterworks.usage.ingest import NewEvent, counted_value
 from meterworks.usage.periods import PeriodFinder
@@ -385,18 +384,12 @@ def latest_before(
     return result
 
 
-def _row(organization_id: str, pair: Pair, rollup: Rollup) -> dict[str, Any]:
-    return {
-        "organization_id": organization_id,
-        "subscription_id": pair[0],
-        "meter_id": pair[1],
-        **to_row(rollup),
-    }
-
-
 _ROLLUP_KEY = ["organization_id", "subscription_id", "meter_id", "period_start_us"]
+_ROLLUP_VALUES = [
+    "event_count", "total", "opening_level", "level", "max_level", "integral", "last_ts_us",
+    "last_seq", "distinct_count",
+]  # fmt: skip
 _VALUE_KEY = [*_ROLLUP_KEY, "value"]
-_ROLLUP_VALUES = [c.name for c in t.usage_rollups.columns if c.name not in _ROLLUP_KEY]
 
 
 def save_rollups(
@@ -405,25 +398,32 @@ def save_rollups(
     """Upsert changed rollups; `True` in a tuple means its unique values are to be saved too."""
     if not changed:
         return
-    statement = upsert_replacing(conn, t.usage_rollups, _ROLLUP_KEY, _ROLLUP_VALUES)
-    conn.execute(statement, [_row(organization_id, pair, rollup) for pair, rollup, _ in changed])
-    value_rows = [
-        {
-            "organization_id": organization_id,
-            "subscription_id": pair[0],
-            "meter_id": pair[1],
-            "period_start_us": rollup.period_start_us,
-            "value": value,
-            "occurrences": count,
-        }
-        for pair, rollup, with_values in changed
-        if with_values
-        for value, count in rollup.values.items()
-    ]
-    if value_rows:
-        conn.execute(
-            upsert_replacing(conn, t.usage_rollup_values, _VALUE_KEY, ["occurrences"]), value_rows
-        )
+    bulk.upsert(
+        conn,
+        t.usage_rollups,
+        _ROLLUP_KEY,
+        _ROLLUP_VALUES,
+        [
+            (
+                organization_id, pair[0], pair[1], r.period_start_us, r.event_count, r.total,
+                r.opening_level, r.level, r.max_level, r.integral, r.last_ts_us, r.last_seq,
+                r.distinct_count,
+            )
+            for pair, r, _ in changed
+        ],
+    )  # fmt: skip
+    bulk.upsert(
+        conn,
+        t.usage_rollup_values,
+        _VALUE_KEY,
+        ["occurrences"],
+        [
+            (organization_id, pair[0], pair[1], rollup.period_start_us, value, count)
+            for pair, rollup, with_values in changed
+            if with_values
+            for value, count in rollup.values.items()
+        ],
+    )
 
 
 def update_rollups(

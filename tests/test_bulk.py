@@ -1,0 +1,70 @@
+"""`db/bulk.py`'s statements against each real database, on a table of their own."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, PrimaryKeyConstraint, String, Table, select
+
+from meterworks.db import bulk
+from meterworks.db.engine import Database
+from meterworks.db.types import ExactDecimal, UTCDateTime
+
+
+@pytest.fixture
+def probe(database: Database) -> Iterator[Table]:
+    table = Table(
+        f"bulk_probe_{secrets.token_hex(4)}",
+        MetaData(),
+        Column("a", String(10), nullable=False),
+        Column("b", Integer, nullable=False),
+        Column("amount", ExactDecimal(), nullable=False),
+        Column("at", UTCDateTime(), nullable=True),
+        Column("note", String(10), nullable=True),
+        PrimaryKeyConstraint("a", "b"),
+    )
+    table.create(database.engine)
+    try:
+        yield table
+    finally:
+        table.drop(database.engine)
+
+
+def test_an_upsert_adds_new_keys_and_replaces_only_the_named_columns_of_taken_ones(
+    database: Database, probe: Table
+) -> None:
+    first = datetime(2026, 1, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+    later = datetime(2026, 2, 1, tzinfo=UTC)
+    with database.transaction() as conn:
+        bulk.upsert(
+            conn,
+            probe,
+            ["a", "b"],
+            ["amount", "at"],
+            [("x", 1, Decimal("1.10"), first), ("x", 2, Decimal("2"), None)],
+        )
+        conn.execute(probe.update().where(probe.c.a == "x", probe.c.b == 1).values(note="kept"))
+    with database.transaction() as conn:
+        bulk.upsert(
+            conn,
+            probe,
+            ["a", "b"],
+            ["amount", "at"],
+            [
+                ("x", 1, Decimal("-0.000000000001"), None),
+                ("y", 1, Decimal("12345678901234567890.5"), later),
+            ],
+        )
+        bulk.upsert(conn, probe, ["a", "b"], ["amount"], [])  # nothing to write
+
+    with database.read() as conn:
+        rows = [tuple(row) for row in conn.execute(select(probe).order_by(probe.c.a, probe.c.b))]
+    assert rows == [
+        ("x", 1, Decimal("-0.000000000001"), None, "kept"),
+        ("x", 2, Decimal("2"), None, None),
+        ("y", 1, Decimal("12345678901234567890.5"), later, None),
+    ]
