@@ -7,12 +7,12 @@ The one rule stated here is which kind of brick each vendor call may touch; ever
 from __future__ import annotations
 
 import hashlib
-import uuid
 from enum import StrEnum
 from typing import Any
 
 from meterworks.catalog.meters import Aggregation, Meter
 from meterworks.errors import InvalidInput
+from meterworks.kit.ids import random_bytes
 
 SOURCE = "salesbricks"
 # Ledger keys of REST v2 entries: `sb:` + transaction_id, so they never meet a native key.
@@ -94,7 +94,7 @@ def operation_key(idempotency_key: str | None, response_key: str) -> str:
     without one, every call is a new event.
     """
     if idempotency_key is None:
-        return f"sb-{uuid.uuid4().hex}"
+        return f"sb-{random_bytes(16).hex()}"
     material = f"{idempotency_key}\x00{response_key}".encode()
     return "sb-op:" + hashlib.blake2b(material, digest_size=16).hexdigest()
 
