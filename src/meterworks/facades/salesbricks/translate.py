@@ -12,7 +12,7 @@ from typing import Any
 
 from meterworks.catalog.meters import Aggregation, Meter
 from meterworks.errors import InvalidInput
-from meterworks.kit.ids import random_bytes
+from meterworks.kit.ids import new_id
 
 SOURCE = "salesbricks"
 # Ledger keys of REST v2 entries: `sb:` + transaction_id, so they never meet a native key.
@@ -91,10 +91,12 @@ def operation_key(idempotency_key: str | None, response_key: str) -> str:
 
     With the client's idempotency key the ledger key is derived from it (and from the field's
     response name, since one document may hold several mutations), so the ledger dedupes too;
-    without one, every call is a new event.
+    without one, every call is a new event, under a fresh time-ordered id (`sb_...`): keys made
+    in order land together in the ledger's key index, where random ones would each touch a page
+    of their own.
     """
     if idempotency_key is None:
-        return f"sb-{random_bytes(16).hex()}"
+        return new_id("sb")
     material = f"{idempotency_key}\x00{response_key}".encode()
     return "sb-op:" + hashlib.blake2b(material, digest_size=16).hexdigest()
 
