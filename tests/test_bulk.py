@@ -9,10 +9,13 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, PrimaryKeyConstraint, String, Table, select
+from sqlalchemy.exc import IntegrityError
 
 from meterworks.db import bulk
+from meterworks.db.dialect import is_unique_violation
 from meterworks.db.engine import Database
 from meterworks.db.types import ExactDecimal, UTCDateTime
+from meterworks.errors import Conflict
 
 
 @pytest.fixture
@@ -68,3 +71,30 @@ def test_an_upsert_adds_new_keys_and_replaces_only_the_named_columns_of_taken_on
         ("x", 2, Decimal("2"), None, None),
         ("y", 1, Decimal("12345678901234567890.5"), later, None),
     ]
+
+
+def test_a_row_whose_key_is_taken_is_told_from_other_refused_rows(
+    database: Database, probe: Table
+) -> None:
+    row = ("x", 1, Decimal("1"), None, None)
+    columns = ["a", "b", "amount", "at", "note"]
+    with database.transaction() as conn:
+        bulk.insert(conn, probe, columns, [row])
+    refusals = []
+
+    def attempt(rows: list[tuple[object, ...]]) -> None:
+        with database.transaction() as conn:
+            try:
+                bulk.insert(conn, probe, columns, rows)
+            except IntegrityError as exc:
+                refusals.append(is_unique_violation(exc))
+                raise
+
+    # On PostgreSQL a plain insert is a COPY, elsewhere an INSERT; the transaction answers a
+    # refused row as a Conflict, with the driver's error inside.
+    for rows in ([("y", 1, Decimal("2"), None, None), row], [("z", 1, None, None, None)]):
+        with pytest.raises(Conflict):
+            attempt(rows)
+    assert refusals == [True, False]  # the taken key; then a missing amount (NOT NULL)
+    with database.read() as conn:
+        assert [r.a for r in conn.execute(select(probe))] == ["x"]  # nothing half-written

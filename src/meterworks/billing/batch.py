@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from meterworks.billing import store
 from meterworks.billing.compose import Composer, Composition, first_period, period_at
@@ -32,7 +33,7 @@ from meterworks.billing.progress import DraftRef, Progress, progress_of
 from meterworks.catalog.plans import Plan
 from meterworks.db import bulk
 from meterworks.db import tables as t
-from meterworks.db.dialect import one_of
+from meterworks.db.dialect import is_unique_violation, one_of
 from meterworks.kit.ids import new_id
 from meterworks.kit.instants import to_micros
 from meterworks.kit.periods import Period
@@ -405,8 +406,9 @@ def _insert_invoices(
     now: datetime,
     net_days: int,
 ) -> int:
-    """Insert new invoices, finalized if numbered, else as drafts; skips (and does not count)
-    one whose (subscription, period) was drafted meanwhile."""
+    """Insert new invoices, finalized if numbered, else as drafts; the number written. One whose
+    (subscription, period) was drafted meanwhile is skipped and not counted (SQLite), or stops
+    the page with BilledMeanwhile (PostgreSQL)."""
     rows = []
     for c in new:
         comp = c.composition
@@ -425,7 +427,16 @@ def _insert_invoices(
                 None if number is None else watermark, issued, due, paid, now, now,
             )
         )  # fmt: skip
-    return bulk.insert(conn, t.invoices, INVOICE_COLUMNS, rows, skip_conflicts=True)
+    if conn.dialect.name != "postgresql":
+        return bulk.insert(conn, t.invoices, INVOICE_COLUMNS, rows, skip_conflicts=True)
+    # PostgreSQL: by COPY, about a tenth faster for the whole run than INSERTs that skip
+    # conflicts. An invoice drafted meanwhile then stops the COPY, and the page, whole.
+    try:
+        return bulk.insert(conn, t.invoices, INVOICE_COLUMNS, rows)
+    except IntegrityError as exc:
+        if is_unique_violation(exc):
+            raise BilledMeanwhile("an invoice of this page exists already") from exc
+        raise
 
 
 def _insert_lines(conn: Connection, organization_id: str, composed: list[Composed]) -> None:

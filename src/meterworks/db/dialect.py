@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, any_, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Insert
 
 
@@ -62,3 +63,11 @@ def try_advisory_lock(conn: Connection, key: int) -> bool | None:
     from sqlalchemy import text
 
     return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    """Whether the database refused a row for a unique index (not a foreign key, not a check)."""
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == "23505":  # PostgreSQL: unique_violation
+        return True
+    return "UNIQUE constraint failed" in str(orig)  # SQLite's message
