@@ -449,3 +449,40 @@ def test_a_usage_call_is_answered_below_the_framework_exactly_as_by_its_route(
             native_quantity(org, sb.subscription_id, sb.counter_id, "2025-01-10T00:00:00Z") == "18"
         )
         assert ledger_rows(server, org.id) == 8
+
+
+def test_an_unexpected_failure_is_the_same_500_both_ways(
+    server: RunningServer, org: IsolatedOrganization, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meterworks.facades.salesbricks import graphql_api
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a fault of ours")
+
+    monkeypatch.setattr(graphql_api.schema, "execute", broken)
+    server.clock.set(at("2025-01-20T00:00:00Z"))
+    with company(server, org) as sb:
+        url = f"{server.base_url}/salesbricks{USAGE}"
+        variables = {
+            "timestamp": "2025-01-10T00:00:00Z",
+            "subscriptionId": sb.subscription_id,
+            "brickId": sb.counter_id,
+            "count": 1,
+        }
+        for query in ("", "?via=route"):  # below the framework, then through the route
+            answer = httpx.post(
+                url + query,
+                json={"query": INCREMENT, "variables": variables},
+                headers={KEY_HEADER: org.token},
+                timeout=30,
+            )
+            assert answer.status_code == 500, (query, answer.text)
+            assert answer.json() == {
+                "errors": [
+                    {
+                        "message": "an unexpected error occurred",
+                        "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+                    }
+                ]
+            }
+        assert ledger_rows(server, org.id) == 0

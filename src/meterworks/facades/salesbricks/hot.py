@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 from functools import partial
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from meterworks.api.context import AppContext
 from meterworks.api.hot import HotCall, Receive, Scope, body_of, header
 from meterworks.facades.salesbricks.graphql_api import (
     IDEMPOTENCY_HEADER,
-    BadRequest,
     UsageRequest,
     answer_usage,
     error_response,
@@ -34,7 +34,9 @@ async def _usage(context: AppContext, scope: Scope, receive: Receive, _: re.Matc
     )
     try:
         return await answer_usage(context, request)
-    except BadRequest as exc:
+    except ClientDisconnect:
+        raise
+    except Exception as exc:  # in the route's shapes; what it did not expect is logged, a 500
         return error_response(exc)
 
 
