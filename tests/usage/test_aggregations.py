@@ -21,7 +21,16 @@ from hypothesis import strategies as st
 
 from meterworks.catalog.meters import Aggregation
 from meterworks.kit.instants import MICROS_PER_DAY
-from meterworks.usage.aggregations import Entry, Rollup, apply, opened, quantity, recompute, same
+from meterworks.usage.aggregations import (
+    Entry,
+    Rollup,
+    apply,
+    opened,
+    quantity,
+    recompute,
+    same,
+    to_row,
+)
 
 D = Decimal
 HALF_UNIT_DAY_STEP = Fraction(1, 2 * 10**12)  # the unit-day quantity is shown to 12 decimals
@@ -266,3 +275,15 @@ def test_level_rollups_refuse_out_of_order_and_undo() -> None:
     ):
         with pytest.raises(ValueError, match="level"):
             apply(rollup, entry, Aggregation.MAX, sign=sign)
+
+
+def test_a_saved_rollup_names_every_column_of_its_table() -> None:
+    # save_rollups hands the driver plain tuples in this order: a column added to the table
+    # must be added there too, or it would never be written.
+    from meterworks.db import tables as t
+    from meterworks.usage import ledger
+
+    assert [*ledger._ROLLUP_KEY, *ledger._ROLLUP_VALUES] == [c.name for c in t.usage_rollups.c]
+    assert [
+        name for name in to_row(Rollup(0)) if name != "period_start_us"
+    ] == ledger._ROLLUP_VALUES
