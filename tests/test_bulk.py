@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, PrimaryKeyConstraint, String, Table, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from meterworks.db import bulk
@@ -42,27 +43,22 @@ def test_an_upsert_adds_new_keys_and_replaces_only_the_named_columns_of_taken_on
 ) -> None:
     first = datetime(2026, 1, 31, 23, 59, 59, 999_999, tzinfo=UTC)
     later = datetime(2026, 2, 1, tzinfo=UTC)
+
+    def upsert(conn: Connection, rows: list[tuple[object, ...]]) -> None:
+        bulk.upsert(conn, probe, ["a", "b"], ["amount", "at"], rows)
+
     with database.transaction() as conn:
-        bulk.upsert(
-            conn,
-            probe,
-            ["a", "b"],
-            ["amount", "at"],
-            [("x", 1, Decimal("1.10"), first), ("x", 2, Decimal("2"), None)],
-        )
+        upsert(conn, [("x", 1, Decimal("1.10"), first), ("x", 2, Decimal("2"), None)])
         conn.execute(probe.update().where(probe.c.a == "x", probe.c.b == 1).values(note="kept"))
     with database.transaction() as conn:
-        bulk.upsert(
+        upsert(
             conn,
-            probe,
-            ["a", "b"],
-            ["amount", "at"],
             [
                 ("x", 1, Decimal("-0.000000000001"), None),
                 ("y", 1, Decimal("12345678901234567890.5"), later),
             ],
         )
-        bulk.upsert(conn, probe, ["a", "b"], ["amount"], [])  # nothing to write
+        upsert(conn, [])  # nothing to write
 
     with database.read() as conn:
         rows = [tuple(row) for row in conn.execute(select(probe).order_by(probe.c.a, probe.c.b))]

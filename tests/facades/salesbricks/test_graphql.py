@@ -43,13 +43,19 @@ mutation Gauge($timestamp: DateTime!, $subscriptionId: String!, $brickId: String
 """  # noqa: E501
 
 
-def increment(sb: Company, timestamp: str, count: int, brick: str | None = None) -> httpx.Response:
-    variables = {
+def increment_variables(
+    sb: Company, timestamp: str, count: int, brick: str | None = None
+) -> dict[str, Any]:
+    return {
         "timestamp": timestamp,
         "subscriptionId": sb.subscription_id,
         "brickId": brick or sb.counter_id,
         "count": count,
     }
+
+
+def increment(sb: Company, timestamp: str, count: int, brick: str | None = None) -> httpx.Response:
+    variables = increment_variables(sb, timestamp, count, brick)
     return sb.client.post(USAGE, json={"query": INCREMENT, "variables": variables})
 
 
@@ -305,12 +311,7 @@ def test_without_a_valid_key_the_answer_is_401(
         url = f"{server.base_url}/salesbricks{USAGE}"
         body = {
             "query": INCREMENT,
-            "variables": {
-                "timestamp": "2025-01-10T00:00:00Z",
-                "subscriptionId": sb.subscription_id,
-                "brickId": sb.counter_id,
-                "count": 1,
-            },
+            "variables": increment_variables(sb, "2025-01-10T00:00:00Z", 1),
         }
         for headers in ({}, {KEY_HEADER: "nope"}, {KEY_HEADER: org.token + "x"}):
             response = httpx.post(url, json=body, headers=headers, timeout=30)
@@ -395,12 +396,7 @@ def test_a_usage_call_is_answered_below_the_framework_exactly_as_by_its_route(
     server.clock.set(at("2025-01-20T00:00:00Z"))
     with company(server, org) as sb:
         url = f"{server.base_url}/salesbricks{USAGE}"
-        variables = {
-            "timestamp": "2025-01-10T00:00:00Z",
-            "subscriptionId": sb.subscription_id,
-            "brickId": sb.counter_id,
-            "count": 2,
-        }
+        variables = increment_variables(sb, "2025-01-10T00:00:00Z", 2)
 
         def body(**changes: Any) -> bytes:
             return json.dumps({"query": INCREMENT, "variables": {**variables, **changes}}).encode()
@@ -463,12 +459,7 @@ def test_an_unexpected_failure_is_the_same_500_both_ways(
     server.clock.set(at("2025-01-20T00:00:00Z"))
     with company(server, org) as sb:
         url = f"{server.base_url}/salesbricks{USAGE}"
-        variables = {
-            "timestamp": "2025-01-10T00:00:00Z",
-            "subscriptionId": sb.subscription_id,
-            "brickId": sb.counter_id,
-            "count": 1,
-        }
+        variables = increment_variables(sb, "2025-01-10T00:00:00Z", 1)
         for query in ("", "?via=route"):  # below the framework, then through the route
             answer = httpx.post(
                 url + query,
