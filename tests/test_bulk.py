@@ -8,12 +8,21 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, PrimaryKeyConstraint, String, Table, select
+from sqlalchemy import (
+    Column,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    select,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from meterworks.db import bulk
-from meterworks.db.dialect import is_unique_violation
+from meterworks.db.dialect import defer_foreign_key, is_unique_violation
 from meterworks.db.engine import Database
 from meterworks.db.types import ExactDecimal, UTCDateTime
 from meterworks.errors import Conflict
@@ -94,3 +103,53 @@ def test_a_row_whose_key_is_taken_is_told_from_other_refused_rows(
     assert refusals == [True, False]  # the taken key; then a missing amount (NOT NULL)
     with database.read() as conn:
         assert [r.a for r in conn.execute(select(probe))] == ["x"]  # nothing half-written
+
+
+def test_a_deferred_foreign_key_is_checked_at_commit_and_only_where_deferred(
+    database: Database,
+) -> None:
+    """PostgreSQL defers the key named; SQLite, whose writing transaction holds the one write
+    lock from its start, leaves every key as it is."""
+    suffix = secrets.token_hex(4)
+    metadata = MetaData()
+    parent = Table(f"defer_parent_{suffix}", metadata, Column("id", String(10), primary_key=True))
+    key = f"fk_defer_child_{suffix}"
+    child = Table(
+        f"defer_child_{suffix}",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("parent_id", String(10), nullable=False),
+        ForeignKeyConstraint(["parent_id"], [parent.c.id], name=key, deferrable=True),
+    )
+    metadata.create_all(database.engine)
+    deferring = database.dialect == "postgresql"
+    try:
+        with database.transaction() as conn:
+            assert defer_foreign_key(conn, key) is deferring
+            if deferring:  # a child before its parent, within one transaction
+                conn.execute(child.insert().values(id=1, parent_id="p"))
+                conn.execute(parent.insert().values(id="p"))
+            else:  # refused at once, as ever
+                with pytest.raises(IntegrityError):
+                    conn.execute(child.insert().values(id=1, parent_id="p"))
+                conn.execute(parent.insert().values(id="p"))
+                conn.execute(child.insert().values(id=1, parent_id="p"))
+        if deferring:
+
+            def orphan() -> None:
+                with database.transaction() as conn:
+                    assert defer_foreign_key(conn, key)
+                    conn.execute(child.insert().values(id=2, parent_id="missing"))
+                    conn.execute(parent.insert().values(id="q"))
+
+            # The parent never comes: refused at commit, nothing written.
+            with pytest.raises(Conflict):
+                orphan()
+            # Deferred for that transaction only: the next refuses at the statement.
+            with database.transaction() as conn, pytest.raises(IntegrityError):
+                conn.execute(child.insert().values(id=3, parent_id="missing"))
+        with database.read() as conn:
+            assert [tuple(r) for r in conn.execute(select(child))] == [(1, "p")]
+            assert [r.id for r in conn.execute(select(parent))] == ["p"]
+    finally:
+        metadata.drop_all(database.engine)

@@ -12,6 +12,10 @@ checks what changed since it was read: a subscription with ledger entries number
 dated before the end of what the page bills, or whose invoices or late mark differ, is composed
 again there. Every change of usage is a ledger entry, so nothing written before the lock is
 missed, and everything after it is late usage.
+
+On PostgreSQL the new invoices' lines, most of what a page writes, go in before the lock, so one
+page writes them while another holds it; their invoices follow under the lock, and the lines' key
+to their invoice is checked at commit. The lines of a subscription composed again are replaced.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from meterworks.billing.progress import DraftRef, Progress, progress_of
 from meterworks.catalog.plans import Plan
 from meterworks.db import bulk
 from meterworks.db import tables as t
-from meterworks.db.dialect import is_unique_violation, one_of
+from meterworks.db.dialect import defer_foreign_key, is_unique_violation, one_of
 from meterworks.kit.ids import new_id
 from meterworks.kit.instants import to_micros
 from meterworks.kit.periods import Period
@@ -155,6 +159,14 @@ def write_page(
     finalizing = any(step.finalize for _, _, steps in page.work for step in steps)
     watermark = None
     composed, failed = page.composed, page.failed
+    # Before any lock (PostgreSQL): the lines of the invoices this page inserts, checked
+    # against them at commit. The ledger lock then covers little more than the invoices.
+    early = []
+    if defer_foreign_key(conn, LINES_INVOICE_KEY):
+        early = [c for sub, _, _ in page.work for c in composed.get(sub.id, ())]
+        early = [c for c in early if not c.step.existing]
+        _insert_lines(conn, organization_id, early)
+    stale: set[str] = set()
     if finalizing:
         # The ledger lock before reading what changed, as in `lifecycle.finalize`: writes
         # committed before it are on these invoices, later ones are late usage.
@@ -181,12 +193,15 @@ def write_page(
             composed, failed = _compose_again(
                 conn, organization_id, page, stale, fresh, progress, as_of=as_of, grace=grace
             )
+            # Composed again, with invoices of new ids: the lines written early for them go.
+            _delete_lines(conn, organization_id, [c.step.id for c in early if c.sub.id in stale])
     return _write(
         conn,
         organization_id,
         [c for sub, _, _ in page.work for c in composed.get(sub.id, ())],
         len(failed),
         watermark,
+        lined={c.step.id for c in early if c.sub.id not in stale},
         now=now,
         net_days=net_days,
     )
@@ -268,9 +283,11 @@ def _write(
     failed: int,
     watermark: int | None,
     *,
+    lined: set[str],
     now: datetime,
     net_days: int,
 ) -> PageResult:
+    """Write the page's invoices, and the lines of those not in `lined` (written already)."""
     result = PageResult([], [], failed)
     drafts = [c for c in composed if not c.step.existing]
     finals = [c for c in composed if c.step.finalize]
@@ -286,17 +303,11 @@ def _write(
         # Another run drafted some of these meanwhile: the page is billed again one by one.
         raise BilledMeanwhile(f"{len(drafts) - written} of {len(drafts)} invoices exist already")
     result.drafted = [c.step.id for c in drafts]
-    _insert_lines(conn, organization_id, drafts)
+    _insert_lines(conn, organization_id, [c for c in drafts if c.step.id not in lined])
 
     existing = [c for c in finals if c.step.existing]
     if existing:
-        for part in store.chunks([c.step.id for c in existing]):
-            conn.execute(
-                delete(t.invoice_lines).where(
-                    t.invoice_lines.c.organization_id == organization_id,
-                    one_of(conn, t.invoice_lines.c.invoice_id, part),
-                )
-            )
+        _delete_lines(conn, organization_id, [c.step.id for c in existing])
         _insert_lines(conn, organization_id, existing)
         assert watermark is not None
         _finalize_rows(conn, organization_id, existing, numbers, watermark, now, net_days)
@@ -367,6 +378,10 @@ FINAL_COLUMNS = (
     "period_start", "period_end", "status", "number", "subtotal_minor", "tax_minor",
     "total_minor", "tax_rate", "ledger_watermark", "issued_at", "due_at", "paid_at", "updated_at",
 )  # fmt: skip
+# Deferred in a page's transaction: the lines go in before their invoices (`write_page`).
+LINES_INVOICE_KEY = str(
+    next(k.name for k in t.invoice_lines.foreign_key_constraints if k.referred_table is t.invoices)
+)
 LINE_COLUMNS = (
     "organization_id", "invoice_id", "position", "subscription_id", "type", "charge_ref",
     "service_start", "service_end", "description", "meter_id", "quantity", "unit_price",
@@ -450,6 +465,16 @@ def _insert_lines(conn: Connection, organization_id: str, composed: list[Compose
         for position, line in enumerate(c.composition.lines, start=1)
     ]  # fmt: skip
     bulk.insert(conn, t.invoice_lines, LINE_COLUMNS, rows)
+
+
+def _delete_lines(conn: Connection, organization_id: str, invoice_ids: list[str]) -> None:
+    for part in store.chunks(invoice_ids):
+        conn.execute(
+            delete(t.invoice_lines).where(
+                t.invoice_lines.c.organization_id == organization_id,
+                one_of(conn, t.invoice_lines.c.invoice_id, part),
+            )
+        )
 
 
 def _finalize_rows(

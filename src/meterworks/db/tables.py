@@ -380,8 +380,13 @@ invoice_lines = Table(
     Column("amount_minor", BigInteger, nullable=False),
     Column("details", Json, nullable=False),
     PrimaryKeyConstraint("organization_id", "invoice_id", "position"),
+    # Deferrable: the billing run writes a page's lines before it takes the ledger lock, and
+    # their invoices under it (`billing/batch.py`); checked at commit there, at once elsewhere.
     ForeignKeyConstraint(
-        ["organization_id", "invoice_id"], ["invoices.organization_id", "invoices.id"]
+        ["organization_id", "invoice_id"],
+        ["invoices.organization_id", "invoices.id"],
+        deferrable=True,
+        initially="IMMEDIATE",
     ),
     Index(None, "organization_id", "subscription_id", "service_start"),
 )
