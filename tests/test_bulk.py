@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from meterworks.db import bulk
-from meterworks.db.dialect import defer_foreign_key, is_unique_violation
+from meterworks.db.dialect import defer_foreign_key, is_unique_violation, plan_key_checks_once
 from meterworks.db.engine import Database
 from meterworks.db.types import ExactDecimal, UTCDateTime
 from meterworks.errors import Conflict
@@ -153,3 +153,21 @@ def test_a_deferred_foreign_key_is_checked_at_commit_and_only_where_deferred(
             assert [r.id for r in conn.execute(select(parent))] == ["p"]
     finally:
         metadata.drop_all(database.engine)
+
+
+def test_key_checks_planned_once_only_within_the_transaction(database: Database) -> None:
+    """PostgreSQL connections plan every execution afresh; `plan_key_checks_once` relaxes that
+    for the rest of one transaction, never for the next one on the same connection."""
+    if database.dialect != "postgresql":
+        with database.transaction() as conn:
+            plan_key_checks_once(conn)  # nothing to relax; the transaction goes on
+            assert conn.execute(select(1)).scalar() == 1
+        return
+    with database.engine.connect() as conn:
+        modes = []
+        for relax in (False, True, False):
+            with conn.begin():
+                if relax:
+                    plan_key_checks_once(conn)
+                modes.append(conn.exec_driver_sql("SHOW plan_cache_mode").scalar())
+    assert modes == ["force_custom_plan", "auto", "force_custom_plan"]

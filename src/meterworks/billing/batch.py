@@ -37,7 +37,12 @@ from meterworks.billing.progress import DraftRef, Progress, progress_of
 from meterworks.catalog.plans import Plan
 from meterworks.db import bulk
 from meterworks.db import tables as t
-from meterworks.db.dialect import defer_foreign_key, is_unique_violation, one_of
+from meterworks.db.dialect import (
+    defer_foreign_key,
+    is_unique_violation,
+    one_of,
+    plan_key_checks_once,
+)
 from meterworks.kit.ids import new_id
 from meterworks.kit.instants import to_micros
 from meterworks.kit.periods import Period
@@ -297,6 +302,9 @@ def _write(
         # page rolled back returns its numbers: no gap either way.
         first_number = store.reserve_numbers(conn, organization_id, len(finals))
         numbers = {c.step.id: first_number + n for n, c in enumerate(finals)}
+    # From here on the page only writes; every row's key is checked against its invoice or
+    # subscription, on one plan each.
+    plan_key_checks_once(conn)
     # A new invoice is inserted as it ends up: numbered at once when it is finalized now.
     written = _insert_invoices(conn, organization_id, drafts, numbers, watermark, now, net_days)
     if written != len(drafts):

@@ -83,3 +83,16 @@ def defer_foreign_key(conn: Connection, name: str) -> bool:
     quoted = conn.dialect.identifier_preparer.quote(name)
     conn.exec_driver_sql(f"SET CONSTRAINTS {quoted} DEFERRED")
     return True
+
+
+def plan_key_checks_once(conn: Connection) -> None:
+    """On PostgreSQL, let the rest of this transaction's foreign-key checks reuse one plan.
+
+    Connections plan each execution for its parameters (`plan_cache_mode=force_custom_plan`,
+    `engine.py`), and PostgreSQL applies that to its own checks of foreign keys too: a bulk
+    insert planned the check of every row afresh. Those checks are lookups by primary key, for
+    which the generic plan is right whatever the sizes. Later statements of the transaction may
+    take generic plans as well, so this goes after its reads.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
