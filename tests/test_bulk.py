@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -76,6 +76,32 @@ def test_an_upsert_adds_new_keys_and_replaces_only_the_named_columns_of_taken_on
         ("x", 2, Decimal("2"), None, None),
         ("y", 1, Decimal("12345678901234567890.5"), later, None),
     ]
+
+
+def test_a_plain_insert_stores_exact_decimals_and_instants(
+    database: Database, probe: Table
+) -> None:
+    """On PostgreSQL by COPY, where instants go as their ISO text; elsewhere by INSERT."""
+    india = timezone(timedelta(hours=5, minutes=30))
+    shared = datetime(2026, 1, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+    rows = [
+        ("x", 1, Decimal("1E+1"), shared, "a\tb\\c"),
+        ("x", 2, Decimal("-0.000000000001"), shared, None),
+        ("y", 1, Decimal("12345678901234567890.5"), datetime(2026, 2, 1, 5, 30, 0, 1, india), None),
+        ("y", 2, Decimal("0"), None, None),
+    ]
+    with database.transaction() as conn:
+        written = bulk.insert(conn, probe, ["a", "b", "amount", "at", "note"], rows)
+    assert written == 4
+    with database.read() as conn:
+        stored = [tuple(r) for r in conn.execute(select(probe).order_by(probe.c.a, probe.c.b))]
+    assert stored == [
+        ("x", 1, Decimal("10"), shared, "a\tb\\c"),
+        ("x", 2, Decimal("-0.000000000001"), shared, None),
+        ("y", 1, Decimal("12345678901234567890.5"), datetime(2026, 2, 1, 0, 0, 0, 1, UTC), None),
+        ("y", 2, Decimal("0"), None, None),
+    ]
+    assert all(r[3] is None or r[3].tzinfo is UTC for r in stored)
 
 
 def test_a_row_whose_key_is_taken_is_told_from_other_refused_rows(
