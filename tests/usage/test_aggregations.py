@@ -287,3 +287,19 @@ def test_a_saved_rollup_names_every_column_of_its_table() -> None:
     assert [
         name for name in to_row(Rollup(0)) if name != "period_start_us"
     ] == ledger._ROLLUP_VALUES
+
+
+def test_a_loaded_rollup_takes_its_fields_from_their_columns() -> None:
+    # Rollups are read from whole rows by position: the columns ROLLUP_FIELDS picks out must
+    # be the Rollup's stored fields, in order.
+    from dataclasses import fields
+
+    from meterworks.db import tables as t
+    from meterworks.usage import ledger
+
+    stored = [f.name for f in fields(Rollup) if f.name != "values"]
+    assert [c.name for c in t.usage_rollups.c][ledger.ROLLUP_FIELDS] == stored
+    columns = [c.name for c in t.usage_rollups.c]
+    row = tuple(f"value of {name}" for name in columns)
+    loaded = ledger._rollup_from_row(row)  # type: ignore[arg-type]
+    assert all(getattr(loaded, name) == f"value of {name}" for name in stored)

@@ -247,18 +247,15 @@ def append(
 Pair = tuple[str, str]  # (subscription_id, meter_id)
 
 
+# Where a Rollup's stored fields sit in a whole row of `usage_rollups`: the columns from
+# `period_start_us` to `last_seq`, in the order of its fields (a test holds them so).
+ROLLUP_FIELDS = slice(3, 12)
+
+
 def _rollup_from_row(row: Row[Any]) -> Rollup:
-    return Rollup(
-        period_start_us=row.period_start_us,
-        event_count=row.event_count,
-        total=row.total,
-        opening_level=row.opening_level,
-        level=row.level,
-        max_level=row.max_level,
-        integral=row.integral,
-        last_ts_us=row.last_ts_us,
-        last_seq=row.last_seq,
-    )
+    """A whole `usage_rollups` row as a Rollup. By position: reading nine fields by name cost
+    about six times as much, and the billing run reads a few rollups per subscription."""
+    return Rollup(*row[ROLLUP_FIELDS])
 
 
 _ROLLUPS_FROM = select(t.usage_rollups).where(
@@ -296,6 +293,7 @@ def rollup_rows(
     `from_us` through `through_us`."""
     statement = _ROLLUPS_FROM_PG if conn.dialect.name == "postgresql" else _ROLLUPS_FROM
     for part in _chunks(subscriptions):
+        # Fetched at once: row by row costs the driver more per row.
         yield from conn.execute(
             statement,
             {
@@ -305,7 +303,7 @@ def rollup_rows(
                 "from_us": from_us,
                 "through_us": through_us,
             },
-        )
+        ).all()
 
 
 def load_rollups(
