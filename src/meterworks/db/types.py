@@ -23,6 +23,13 @@ class ExactDecimal(TypeDecorator[Decimal]):
             return dialect.type_descriptor(postgresql.NUMERIC())
         return dialect.type_descriptor(String(64))
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        # PostgreSQL's NUMERIC takes a Decimal as it is: no call per value (bulk writes pass
+        # thousands).
+        if dialect.name == "postgresql":
+            return None
+        return super().bind_processor(dialect)
+
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
         if value is None:
             return None
