@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -81,25 +82,23 @@ def steps_for(
     first = first_period(sub)
     if first is None:
         return []
-    wanted: list[Step] = [
-        Step(d.kind, d.period, d.closes_at, d.id, existing=True, finalize=False)
-        for d in progress.drafts
-    ]
+    # (closes_at, id, kind, period, existing): a Step once it is known whether it finalizes.
+    wanted = [(d.closes_at, d.id, d.kind, d.period, True) for d in progress.drafts]
     if plan.fixed_charges and not progress.has_opening and sub.starts_at <= as_of:
-        wanted.append(Step(InvoiceKind.OPENING, first, sub.starts_at, new_id("inv"), False, False))
+        wanted.append((sub.starts_at, new_id("inv"), InvoiceKind.OPENING, first, False))
     cursor = progress.last_period_end or sub.starts_at
     while sub.ends_at is None or cursor < sub.ends_at:
         period = period_at(sub, cursor)
         if period.end > as_of or period.end <= cursor:
             break
-        wanted.append(Step(InvoiceKind.PERIOD, period, period.end, new_id("inv"), False, False))
+        wanted.append((period.end, new_id("inv"), InvoiceKind.PERIOD, period, False))
         cursor = period.end
     steps, chain = [], True
-    for step in sorted(wanted, key=lambda s: s.key):
+    for closes_at, invoice_id, kind, period, existing in sorted(wanted, key=itemgetter(0, 1)):
         # Finalized in billing order: once one is still in its grace period, so are the rest.
-        chain = chain and step.closes_at + grace <= as_of
-        if chain or not step.existing:
-            steps.append(replace(step, finalize=chain))
+        chain = chain and closes_at + grace <= as_of
+        if chain or not existing:
+            steps.append(Step(kind, period, closes_at, invoice_id, existing, finalize=chain))
     return steps
 
 
@@ -353,7 +352,9 @@ def _compose_subscription(
             progress.drafts.append(DraftRef(step.closes_at, step.id, step.kind, step.period))
         if step.finalize and composition.settles_late_usage:
             loader.settle(sub.id)
-        done.append(Composed(sub, replace(step, period=composition.period), composition))
+        if composition.period != step.period:
+            step = replace(step, period=composition.period)
+        done.append(Composed(sub, step, composition))
     return done
 
 
