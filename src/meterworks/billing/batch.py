@@ -167,8 +167,9 @@ def write_page(
     # against them at commit. The ledger lock then covers little more than the invoices.
     early = []
     if defer_foreign_key(conn, LINES_INVOICE_KEY):
-        early = [c for sub, _, _ in page.work for c in composed.get(sub.id, ())]
-        early = [c for c in early if not c.step.existing]
+        early = [
+            c for sub, _, _ in page.work for c in composed.get(sub.id, ()) if not c.step.existing
+        ]
         _insert_lines(conn, organization_id, early)
     stale: set[str] = set()
     if finalizing:
