@@ -31,10 +31,9 @@ class ExactDecimal(TypeDecorator[Decimal]):
         return super().bind_processor(dialect)
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        # SQLite only: on PostgreSQL `bind_processor` binds nothing.
         if value is None:
             return None
-        if dialect.name == "postgresql":
-            return value
         return format(value, "f")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
