@@ -298,8 +298,8 @@ def test_a_loaded_rollup_takes_its_fields_from_their_columns() -> None:
     from meterworks.usage import ledger
 
     stored = [f.name for f in fields(Rollup) if f.name != "values"]
-    assert [c.name for c in t.usage_rollups.c][ledger.ROLLUP_FIELDS] == stored
     columns = [c.name for c in t.usage_rollups.c]
+    assert columns[ledger.ROLLUP_FIELDS] == stored
     row = tuple(f"value of {name}" for name in columns)
     loaded = ledger._rollup_from_row(row)  # type: ignore[arg-type]
     assert all(getattr(loaded, name) == f"value of {name}" for name in stored)
