@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import (
@@ -21,11 +22,15 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from meterworks.billing.batch import INVOICE_COLUMNS, LINE_COLUMNS, LINES_INVOICE_KEY
 from meterworks.db import bulk
+from meterworks.db import tables as t
 from meterworks.db.dialect import defer_foreign_key, is_unique_violation, plan_key_checks_once
 from meterworks.db.engine import Database
+from meterworks.db.migrate import upgrade
 from meterworks.db.types import ExactDecimal, UTCDateTime
 from meterworks.errors import Conflict
+from tests.support.databases import empty_database
 
 
 @pytest.fixture
@@ -197,3 +202,66 @@ def test_key_checks_planned_once_only_within_the_transaction(database: Database)
                     plan_key_checks_once(conn)
                 modes.append(conn.exec_driver_sql("SHOW plan_cache_mode").scalar())
     assert modes == ["force_custom_plan", "auto", "force_custom_plan"]
+
+
+def test_postgresql_key_checks_are_planned_for_the_table_as_it_is_now(tmp_path: Path) -> None:
+    """A key check's plan made while `invoices` was empty is not kept once it has grown: on an
+    empty table the index by (organization, closes_at, id) costs as little as the primary key,
+    and a plan on it, kept, reads every invoice of the organization for each line it checks."""
+    with empty_database("postgresql", tmp_path) as url:
+        database = Database(url)
+        try:
+            upgrade(database.engine)
+            _bill_pages_into_fresh_tables(database)
+        finally:
+            database.engine.dispose()
+
+
+def _bill_pages_into_fresh_tables(database: Database) -> None:
+    org = "org_" + "x" * 26
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    wide = next(
+        str(i.name)
+        for i in t.invoices.indexes
+        if [c.name for c in i.columns] == ["organization_id", "closes_at", "id"]
+    )
+
+    def page(conn: Connection, first: int, count: int) -> None:
+        """As the billing run writes a page: lines, then their invoices, keys checked at commit."""
+        assert defer_foreign_key(conn, LINES_INVOICE_KEY)
+        plan_key_checks_once(conn)
+        ids = [f"inv_{n:026d}" for n in range(first, first + count)]
+        lines = [
+            (org, i, p, None, "fixed", "fixed/0", at, at, "x", None, 1, 1, 1, 100, {})
+            for i in ids
+            for p in (1, 2)
+        ]
+        bulk.insert(conn, t.invoice_lines, LINE_COLUMNS, lines)
+        invoices = [
+            (org, i, None, "cus_1", "on_demand", at, at, at, "draft", "USD", None, 0, 0, 0, None,
+             0, None, None, None, None, at, at)
+            for i in ids
+        ]  # fmt: skip
+        bulk.insert(conn, t.invoices, INVOICE_COLUMNS, invoices)
+
+    def wide_reads(conn: Connection) -> int:
+        conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+        conn.commit()
+        conn.exec_driver_sql("SET stats_fetch_consistency = none")
+        reads = conn.exec_driver_sql(
+            "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = %s", (wide,)
+        ).scalar()
+        conn.commit()
+        return int(reads)
+
+    with database.engine.connect() as conn:
+        with conn.begin():
+            page(conn, 0, 4)  # the checks' plans are first made on an empty table
+        for first in range(4, 4 + 10 * 300, 300):
+            with conn.begin():
+                page(conn, first, 300)
+        before = wide_reads(conn)
+        with conn.begin():
+            page(conn, 10_000, 300)
+        # Each of the 600 checks a probe of the primary key: none reads the wide index.
+        assert wide_reads(conn) == before

@@ -90,9 +90,15 @@ def plan_key_checks_once(conn: Connection) -> None:
 
     Connections plan each execution for its parameters (`plan_cache_mode=force_custom_plan`,
     `engine.py`), and PostgreSQL applies that to its own checks of foreign keys too: a bulk
-    insert planned the check of every row afresh. Those checks are lookups by primary key, for
-    which the generic plan is right whatever the sizes. Later statements of the transaction may
-    take generic plans as well, so this goes after its reads.
+    insert planned the check of every row afresh. Later statements of the transaction may take
+    generic plans as well, so this goes after its reads.
+
+    The plans cached before are dropped first, so each check is planned once per transaction
+    for the tables as they are now. A plan kept from a transaction when the table was (nearly)
+    empty can be made on the wrong index: on an empty `invoices`, the check of a line's key
+    costs the same by (organization, closes_at, id) as by the primary key, and kept while the
+    table grew, it read every invoice of the organization for each line.
     """
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
+        conn.exec_driver_sql("DISCARD PLANS")
