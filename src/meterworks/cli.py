@@ -16,7 +16,6 @@ from rich.console import Console
 
 from meterworks.config import Settings, load_settings
 from meterworks.db.engine import Database
-from meterworks.db.migrate import upgrade
 from meterworks.kit.clock import SystemClock
 from meterworks.kit.instants import format_instant
 
@@ -48,6 +47,10 @@ def _settings(db: str | None) -> Settings:
 @contextmanager
 def _database(settings: Settings) -> Iterator[Database]:
     from sqlalchemy.exc import ArgumentError, OperationalError
+
+    # Imported here: Alembic is needed only once the schema is checked, not by the billing
+    # run's worker processes, which import this module again as they start.
+    from meterworks.db.migrate import upgrade
 
     where = _where(settings.database_url)
     try:
