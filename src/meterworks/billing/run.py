@@ -37,7 +37,7 @@ from meterworks.subscriptions.service import Subscription, list_subscriptions, s
 
 log = logging.getLogger("meterworks.billing")
 
-PAGE_SIZE = 500
+PAGE_SIZE = 1_000
 # Invoice ids reported by one run; the counts stay exact past it.
 REPORTED_IDS = 1_000
 
