@@ -8,6 +8,7 @@ each other through tenancy: the `org` fixture gives every test its own organizat
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +37,19 @@ def database(database_url: str) -> Iterator[Database]:
     upgrade(db.engine)
     yield db
     db.dispose()
+
+
+@pytest.fixture
+def fresh_database(database_url: str, tmp_path: Path) -> Iterator[Database]:
+    """An empty database of this session's dialect, of this test's own, migrated: for a test
+    that must not meet the other tests' rows (a billing run over every organization) or needs
+    tables that have never held any."""
+    dialect = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+    with empty_database(dialect, tmp_path) as url:
+        db = Database(url)
+        upgrade(db.engine)
+        yield db
+        db.dispose()
 
 
 @pytest.fixture(scope="session")

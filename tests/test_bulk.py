@@ -6,7 +6,6 @@ import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from sqlalchemy import (
@@ -27,10 +26,8 @@ from meterworks.db import bulk
 from meterworks.db import tables as t
 from meterworks.db.dialect import defer_foreign_key, is_unique_violation, plan_key_checks_once
 from meterworks.db.engine import Database
-from meterworks.db.migrate import upgrade
 from meterworks.db.types import ExactDecimal, UTCDateTime
 from meterworks.errors import Conflict
-from tests.support.databases import empty_database
 
 
 @pytest.fixture
@@ -204,20 +201,12 @@ def test_key_checks_planned_once_only_within_the_transaction(database: Database)
     assert modes == ["force_custom_plan", "auto", "force_custom_plan"]
 
 
-def test_postgresql_key_checks_are_planned_for_the_table_as_it_is_now(tmp_path: Path) -> None:
+def test_key_checks_are_planned_for_the_table_as_it_is_now(fresh_database: Database) -> None:
     """A key check's plan made while `invoices` was empty is not kept once it has grown: on an
     empty table the index by (organization, closes_at, id) costs as little as the primary key,
     and a plan on it, kept, reads every invoice of the organization for each line it checks."""
-    with empty_database("postgresql", tmp_path) as url:
-        database = Database(url)
-        try:
-            upgrade(database.engine)
-            _bill_pages_into_fresh_tables(database)
-        finally:
-            database.engine.dispose()
-
-
-def _bill_pages_into_fresh_tables(database: Database) -> None:
+    if fresh_database.dialect != "postgresql":
+        pytest.skip("plan caching is PostgreSQL's")
     org = "org_" + "x" * 26
     at = datetime(2026, 11, 1, tzinfo=UTC)
     wide = next(
@@ -254,7 +243,7 @@ def _bill_pages_into_fresh_tables(database: Database) -> None:
         conn.commit()
         return int(reads)
 
-    with database.engine.connect() as conn:
+    with fresh_database.engine.connect() as conn:
         with conn.begin():
             page(conn, 0, 4)  # the checks' plans are first made on an empty table
         for first in range(4, 4 + 10 * 300, 300):
