@@ -93,11 +93,11 @@ def plan_key_checks_once(conn: Connection) -> None:
     insert planned the check of every row afresh. Later statements of the transaction may take
     generic plans as well, so this goes after its reads.
 
-    The plans cached before are dropped first, so each check is planned once per transaction
-    for the tables as they are now. A plan kept from a transaction when the table was (nearly)
-    empty can be made on the wrong index: on an empty `invoices`, the check of a line's key
-    costs the same by (organization, closes_at, id) as by the primary key, and kept while the
-    table grew, it read every invoice of the organization for each line.
+    It also drops the plans cached before (`DISCARD PLANS`), so each check is planned once per
+    transaction for the tables as they are now. A plan kept from a transaction when the table
+    was (nearly) empty can be made on the wrong index: on an empty `invoices`, the check of a
+    line's key costs the same by (organization, closes_at, id) as by the primary key, and kept
+    while the table grew, it read every invoice of the organization for each line.
     """
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
