@@ -116,6 +116,30 @@ def test_the_same_key_twice_in_one_batch(api: Api) -> None:
     assert api.quantities(setup.id) == {meter: "5"}
 
 
+def test_keys_holding_quotes_commas_braces_or_backslashes_are_each_their_own_key(
+    api: Api,
+) -> None:
+    # On PostgreSQL the keys of a batch are looked up as one array parameter, sent in the
+    # array's text form: every character that form gives a meaning to must stay in its key.
+    setup = api.metered("sum")
+    meter = setup.key("sum")
+    keys = ["a,b", "a", "b", '"a"', "a\\", "a\\,b", "{a}", "NULL", " a ", 'x"},{"y']
+    batch = [
+        event(key, subscription_id=setup.id, meter=meter, quantity=i + 1)
+        for i, key in enumerate(keys)
+    ]
+    assert api.record(batch) == {"accepted": len(keys), "duplicates": 0}
+    assert api.record(batch) == {"accepted": 0, "duplicates": len(keys)}
+    # A key is found as itself: one of them sent again with another payload is a conflict.
+    error = error_of(
+        api.send([event('x"},{"y', subscription_id=setup.id, meter=meter, quantity=99)]), 409
+    )
+    assert error["code"] == "idempotency_conflict"
+    total = sum(range(1, len(keys) + 1))
+    assert api.quantities(setup.id) == {meter: str(total)}
+    assert api.ledger_rows() == len(keys)
+
+
 def test_keys_are_per_organization(api: Api) -> None:
     from tests.support.tenancy import new_organization
 

@@ -22,7 +22,7 @@ from meterworks.billing.progress import Progress
 from meterworks.catalog.meters import Aggregation, Meter, meters_by_ref
 from meterworks.catalog.plans import Plan
 from meterworks.db import tables as t
-from meterworks.db.dialect import one_of
+from meterworks.db.dialect import one_of, text_array
 from meterworks.kit.instants import to_micros
 from meterworks.kit.periods import Period
 from meterworks.subscriptions.service import Subscription
@@ -169,8 +169,12 @@ class PageLoader(Loader):
         subs = sorted({sid for sid, _ in wanted})
         for part in store.chunks(subs):
             if self.conn.dialect.name == "postgresql":
-                params = {"organization_id": self.organization_id, "subscriptions": list(part)}
-                rows = self.conn.execute(_BILLED_PG, params | {"starts": starts})
+                params = {
+                    "organization_id": self.organization_id,
+                    "subscriptions": text_array(part),
+                    "starts": starts,
+                }
+                rows = self.conn.execute(_BILLED_PG, params)
             else:
                 rows = self.conn.execute(
                     select(

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Row
 from meterworks.catalog.meters import Aggregation, Meter
 from meterworks.db import bulk
 from meterworks.db import tables as t
-from meterworks.db.dialect import insert_ignore, one_of
+from meterworks.db.dialect import insert_ignore, one_of, text_array
 from meterworks.db.engine import dumps as stored_json
 from meterworks.errors import Conflict, MeterworksError
 from meterworks.subscriptions.service import Subscription
@@ -152,7 +152,7 @@ def known_hashes(conn: Connection, organization_id: str, keys: list[str]) -> dic
     if conn.dialect.name == "postgresql":
         for part in _chunks(keys, 10_000):
             for key, hashed in conn.execute(
-                _PROBE_KEYS, {"organization_id": organization_id, "keys": list(part)}
+                _PROBE_KEYS, {"organization_id": organization_id, "keys": text_array(part)}
             ):
                 if hashed is not None:
                     known[key] = hashed
@@ -291,15 +291,16 @@ def rollup_rows(
 ) -> Iterable[Row[Any]]:
     """`usage_rollups` rows of these subscriptions and meters, for periods starting from
     `from_us` through `through_us`."""
-    statement = _ROLLUPS_FROM_PG if conn.dialect.name == "postgresql" else _ROLLUPS_FROM
+    pg = conn.dialect.name == "postgresql"
+    statement = _ROLLUPS_FROM_PG if pg else _ROLLUPS_FROM
     for part in _chunks(subscriptions):
         # Fetched at once: row by row costs the driver more per row.
         yield from conn.execute(
             statement,
             {
                 "organization_id": organization_id,
-                "subscriptions": list(part),
-                "meters": list(meters),
+                "subscriptions": text_array(part) if pg else list(part),
+                "meters": text_array(meters) if pg else list(meters),
                 "from_us": from_us,
                 "through_us": through_us,
             },
