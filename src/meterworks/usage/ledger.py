@@ -293,6 +293,7 @@ def rollup_rows(
     `from_us` through `through_us`."""
     pg = conn.dialect.name == "postgresql"
     statement = _ROLLUPS_FROM_PG if pg else _ROLLUPS_FROM
+    meter_ids = text_array(meters) if pg else list(meters)  # the same for every chunk
     for part in _chunks(subscriptions):
         # Fetched at once: row by row costs the driver more per row.
         yield from conn.execute(
@@ -300,7 +301,7 @@ def rollup_rows(
             {
                 "organization_id": organization_id,
                 "subscriptions": text_array(part) if pg else list(part),
-                "meters": text_array(meters) if pg else list(meters),
+                "meters": meter_ids,
                 "from_us": from_us,
                 "through_us": through_us,
             },
