@@ -15,7 +15,7 @@ from meterworks import __version__
 from meterworks.api import billing, catalog, customers, events, subscriptions, tenancy
 from meterworks.api.context import AppContext
 from meterworks.api.errors import install_error_handlers
-from meterworks.api.hot import NATIVE_EVENTS, HotCalls
+from meterworks.api.hot import NATIVE_EVENTS, PREVIEW_READ, USAGE_READ, HotCalls
 from meterworks.api.routes import add_routes
 from meterworks.billing.service import BillingService
 from meterworks.config import Settings
@@ -155,6 +155,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         add_routes(app, module.router)
     # The single-usage calls answered below the framework: inside the body limit, which they
     # rely on; outside everything else.
-    app.add_middleware(HotCalls, context=context, calls=(NATIVE_EVENTS, REPORT, SET_COUNT, USAGE))
+    app.add_middleware(
+        HotCalls,
+        context=context,
+        calls=(NATIVE_EVENTS, REPORT, SET_COUNT, USAGE, USAGE_READ, PREVIEW_READ),
+    )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

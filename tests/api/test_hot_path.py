@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import AbstractContextManager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from meterworks.api import events, hot
+from meterworks.api import billing, events, hot, subscriptions
 from meterworks.db.engine import Database
 from meterworks.db.migrate import upgrade
 from meterworks.errors import Unauthorized
@@ -22,7 +23,7 @@ from meterworks.tenancy.service import (
     create_partner,
     ensure_organization,
 )
-from tests.api.builders import Api, dumps, event
+from tests.api.builders import Api, dumps, event, iso
 from tests.support.hot import Sent, answered_both_ways
 from tests.support.server import TEST_EPOCH, RunningServer
 
@@ -173,3 +174,80 @@ def test_post_events_is_answered_below_the_framework_exactly_as_by_its_route(
     # One event from each path, nothing from the refused calls.
     assert api.ledger_rows() == 2
     assert api.quantities(setup.id) == {meter: "3"}
+
+
+def test_usage_and_preview_reads_are_answered_below_the_framework_exactly_as_by_their_routes(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """api/hot.py answers `GET /v1/subscriptions/{id}/usage` and `/invoice-preview` without a
+    query string; with one, their routes do. Both must answer every call alike: the quantities
+    and lines, and every refusal in the API's error shape."""
+    through_layer: list[str] = []
+
+    def usage_of(context: Any, organization_id: str, subscription_id: str, at: Any) -> Any:
+        through_layer.append(subscription_id)
+        return subscriptions.usage_of(context, organization_id, subscription_id, at)
+
+    def billing_of(context: Any) -> Any:
+        through_layer.append("preview")
+        return billing.billing(context)
+
+    monkeypatch.setattr(hot, "usage_of", usage_of)
+    monkeypatch.setattr(hot, "billing", billing_of)
+    setup = api.metered("sum", "max", "prorated")
+    now = api.server.clock.now()
+    api.record(
+        [
+            event("reads-1", subscription_id=setup.id, meter=setup.key("sum"), quantity="1.50"),
+            event("reads-2", subscription_id=setup.id, meter=setup.key("max"), quantity="4",
+                  operation="set"),
+        ]
+    )  # fmt: skip
+    ended = api.subscription(
+        setup.customer["id"],
+        setup.plan["id"],
+        now - timedelta(days=2),
+        ends_at=iso(now - timedelta(days=1)),
+    )
+    token = api.client.headers["authorization"]
+    base = f"{api.server.base_url}/v1/subscriptions"
+    calls = [
+        Sent(f"{read} {name}", f"{base}/{sub}/{read}", headers, b"", "GET")
+        for read in ("usage", "invoice-preview")
+        for name, sub, headers in [
+            ("valid", setup.id, {"authorization": token}),
+            ("again", setup.id, {"authorization": token}),
+            ("ended", ended["id"], {"authorization": token}),
+            ("unknown", "sub_missing", {"authorization": token}),
+            ("NUL in id", "sub%00x", {"authorization": token}),
+            ("no key", setup.id, {}),
+            ("bad scheme", setup.id, {"authorization": "Basic abc"}),
+            ("unknown key", setup.id, {"authorization": "Bearer nope.nope"}),
+        ]
+    ]
+    # Every call with a good key and a storable id reaches the layer's read.
+    answers = answered_both_ways(
+        calls, route_query="?via=route", header="www-authenticate", reached=through_layer,
+        reaching=8,
+    )  # fmt: skip
+    statuses = {name: answer.status for name, answer in answers.items()}
+    assert statuses == {
+        "usage valid": 200, "usage again": 200, "usage ended": 200, "usage unknown": 404,
+        "usage NUL in id": 400, "usage no key": 401, "usage bad scheme": 401,
+        "usage unknown key": 401,
+        "invoice-preview valid": 200, "invoice-preview again": 200,
+        "invoice-preview ended": 409, "invoice-preview unknown": 404,
+        "invoice-preview NUL in id": 400, "invoice-preview no key": 401,
+        "invoice-preview bad scheme": 401, "invoice-preview unknown key": 401,
+    }  # fmt: skip
+    usage = json.loads(answers["usage valid"].text)
+    assert {m["key"]: m["quantity"] for m in usage["meters"]} == {
+        setup.key("sum"): "1.5", setup.key("max"): "4", setup.key("prorated"): "0",
+    }  # fmt: skip
+    preview = json.loads(answers["invoice-preview valid"].text)
+    assert preview["subscription_id"] == setup.id
+    assert {line["meter"] for line in preview["lines"] if line["meter"]} == {
+        m["id"] for m in setup.meters.values()
+    }
+    assert json.loads(answers["usage unknown"].text)["error"]["code"] == "subscription_not_found"
+    assert answers["usage no key"].header == "Bearer"

@@ -14,6 +14,7 @@ class Sent:
     url: str
     headers: dict[str, str]
     body: bytes
+    method: str = "POST"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,8 @@ def answered_both_ways(
     for via, query in (("layer", ""), ("route", route_query)):
         for call in calls:
             marked = b"{}" in call.body or any("{}" in v for v in call.headers.values())
-            response = httpx.post(
+            response = httpx.request(
+                call.method,
                 call.url + query,
                 content=call.body.replace(b"{}", via.encode()),
                 headers={k: v.replace("{}", via) for k, v in call.headers.items()},

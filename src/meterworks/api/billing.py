@@ -350,4 +350,5 @@ def invoice_preview(
     subscription_id: str, organization_id: OrganizationId, context: Context
 ) -> PreviewOut:
     """The billing view: the current period priced as its invoice would be if it closed now."""
+    # Most calls are answered by api/hot.py before they reach this route, the same way.
     return PreviewOut.model_validate(billing(context).preview(organization_id, subscription_id))

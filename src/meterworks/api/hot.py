@@ -3,28 +3,35 @@
 A single-event call does little work of its own; FastAPI's middleware, routing and dependency
 resolution around it cost more than the call (measured: about two thirds of the event loop's
 time). `HotCalls` is one ASGI layer that answers the calls it is given, each exactly as its route
-would: the same checks in the same order, and the API's own error shape. It answers only `POST`s
-without a query string (routes check query text for what no database can store, and a facade's
-flags live there), and passes everything else on. The routes stay for those, and for the API's
+would: the same checks in the same order, and the API's own error shape. It answers only calls
+without a query string (routes check query text for what no database can store, and flags and
+filters live there), and passes everything else on. The routes stay for those, and for the API's
 description.
 
-The native `POST /v1/events` is `NATIVE_EVENTS`; the facades' calls are in `facades/*/hot.py`.
+The native `POST /v1/events` is `NATIVE_EVENTS`; the two reads a dashboard polls, a
+subscription's usage and its invoice preview, are `USAGE_READ` and `PREVIEW_READ`; the facades'
+calls are in `facades/*/hot.py`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
+from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from meterworks.api.auth import organization_for_token_async, token_of
+from meterworks.api.billing import PreviewOut, billing
 from meterworks.api.context import AppContext
 from meterworks.api.errors import error_response
 from meterworks.api.events import ingest
+from meterworks.api.jsonbody import check_text
+from meterworks.api.subscriptions import usage_of
 from meterworks.errors import MeterworksError
 
 Scope = MutableMapping[str, Any]
@@ -32,6 +39,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+_T = TypeVar("_T")
 
 # A call's answer: (context, scope, receive, the path's match) -> its response; refusals are
 # raised as MeterworksError, and answered by the call's `render`.
@@ -43,6 +51,7 @@ class HotCall:
     path: re.Pattern[str]  # matched whole; a group per path parameter, one segment each
     answer: Answer
     render: Callable[[MeterworksError], Response]
+    method: str = "POST"
 
 
 class HotCalls:
@@ -52,9 +61,10 @@ class HotCalls:
         self.calls = tuple(calls)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("query_string"):
+        if scope["type"] == "http" and not scope.get("query_string"):
+            method = scope["method"]
             for call in self.calls:
-                match = call.path.fullmatch(scope["path"])
+                match = call.path.fullmatch(scope["path"]) if call.method == method else None
                 if match is not None:
                     try:
                         response = await call.answer(self.context, scope, receive, match)
@@ -77,6 +87,57 @@ async def _native_events(
 
 
 NATIVE_EVENTS = HotCall(re.compile(r"/v1/events"), _native_events, error_response)
+
+
+async def _read(context: AppContext, read: Callable[[], _T]) -> _T:
+    """A read's result. On SQLite a read takes no lock (WAL) and is done in place: the hop to a
+    worker thread and back would cost more than the read. PostgreSQL's go to a worker thread."""
+    if context.db.dialect == "sqlite":
+        return read()
+    return await asyncio.to_thread(read)
+
+
+def _json(model: BaseModel) -> Response:
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
+async def _usage(
+    context: AppContext, scope: Scope, receive: Receive, match: re.Match[str]
+) -> Response:
+    subscription_id = match.group(1)
+    check_text(subscription_id, "subscription_id")
+    organization_id = await organization_for_token_async(
+        context, token_of(header(scope, b"authorization"))
+    )
+    return _json(
+        await _read(context, lambda: usage_of(context, organization_id, subscription_id, None))
+    )
+
+
+async def _preview(
+    context: AppContext, scope: Scope, receive: Receive, match: re.Match[str]
+) -> Response:
+    subscription_id = match.group(1)
+    check_text(subscription_id, "subscription_id")
+    organization_id = await organization_for_token_async(
+        context, token_of(header(scope, b"authorization"))
+    )
+    service = billing(context)
+    document = await _read(
+        context, lambda: service.stored_preview(organization_id, subscription_id)
+    )
+    if document is None:
+        # The view must be rebuilt first: a write, which may wait its turn; never on the loop.
+        document = await asyncio.to_thread(service.preview, organization_id, subscription_id)
+    return _json(PreviewOut.model_validate(document))
+
+
+USAGE_READ = HotCall(
+    re.compile(r"/v1/subscriptions/([^/]+)/usage"), _usage, error_response, method="GET"
+)
+PREVIEW_READ = HotCall(
+    re.compile(r"/v1/subscriptions/([^/]+)/invoice-preview"), _preview, error_response, "GET"
+)
 
 
 @overload

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from meterworks.api.auth import OrganizationId
-from meterworks.api.context import Context
+from meterworks.api.context import AppContext, Context
 from meterworks.api.jsonbody import DecimalRoute
 from meterworks.api.schemas import SubscriptionOut, UsageOut, instant_field
 from meterworks.subscriptions import service
@@ -105,6 +105,14 @@ def get_usage(
     context: Context,
     at: str | None = Query(None, description="an instant in the period wanted; default now"),
 ) -> UsageOut:
+    # Most calls (those without `at`) are answered by api/hot.py before they reach this route.
+    return usage_of(context, organization_id, subscription_id, at)
+
+
+def usage_of(
+    context: AppContext, organization_id: str, subscription_id: str, at: str | None
+) -> UsageOut:
+    """`GET /v1/subscriptions/{id}/usage`'s answer to an authenticated caller."""
     now = context.clock.now()
     instant = instant_field(at, "at") or now
     with context.db.read() as conn:

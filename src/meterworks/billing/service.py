@@ -203,3 +203,7 @@ class BillingService:
 
     def preview(self, organization_id: str, subscription_id: str) -> dict[str, Any]:
         return views.preview(self.db, organization_id, subscription_id, self.clock.now())
+
+    def stored_preview(self, organization_id: str, subscription_id: str) -> dict[str, Any] | None:
+        """The preview where its view needs no rebuild first (one read); else None."""
+        return views.stored_preview(self.db, organization_id, subscription_id, self.clock.now())

@@ -207,16 +207,28 @@ def preview(
     db: Database, organization_id: str, subscription_id: str, now: datetime
 ) -> dict[str, Any]:
     """The subscription's billing view, rebuilt first when it is missing, outdated or due."""
+    stored = stored_preview(db, organization_id, subscription_id, now)
+    if stored is not None:
+        return stored
+    view, _ = rebuild(db, organization_id, subscription_id, now, only_if_due=False)
+    with db.read() as conn:
+        request = _request(conn, organization_id, subscription_id)
+    assert view is not None
+    return view.document(None if request is None else request[0])
+
+
+def stored_preview(
+    db: Database, organization_id: str, subscription_id: str, now: datetime
+) -> dict[str, Any] | None:
+    """The subscription's billing view as stored, in one read; None where it must be rebuilt
+    first (missing, outdated or due). NotFound where there is no such subscription."""
     with db.read() as conn:
         sub = get_subscription(conn, organization_id, subscription_id)
         period = current_period(sub, now)
         view = _load(conn, organization_id, subscription_id)
         request = _request(conn, organization_id, subscription_id)
-    if _stale(view, request, period, now):
-        view, _ = rebuild(db, organization_id, subscription_id, now, only_if_due=False)
-        with db.read() as conn:
-            request = _request(conn, organization_id, subscription_id)
-    assert view is not None
+    if view is None or _stale(view, request, period, now):
+        return None
     return view.document(None if request is None else request[0])
 
 
