@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.engine import Connection
 
 from meterworks.billing.compose import Composer
@@ -92,12 +92,21 @@ def current_period(sub: Subscription, now: datetime) -> Period:
     return sub.period_at(now)
 
 
+# Built once: every preview runs both (building a statement costs more than running it).
+_VIEW = select(t.billing_views).where(
+    V.organization_id == bindparam("organization_id"),
+    V.subscription_id == bindparam("subscription_id"),
+)
+_REQUEST = select(R.requested_at, R.due_at).where(
+    R.organization_id == bindparam("organization_id"),
+    R.subscription_id == bindparam("subscription_id"),
+)
+_REQUEST_LOCKED = _REQUEST.with_for_update()
+
+
 def _load(conn: Connection, organization_id: str, subscription_id: str) -> View | None:
-    row = conn.execute(
-        select(t.billing_views).where(
-            V.organization_id == organization_id, V.subscription_id == subscription_id
-        )
-    ).first()
+    keys = {"organization_id": organization_id, "subscription_id": subscription_id}
+    row = conn.execute(_VIEW, keys).first()
     if row is None:
         return None
     return View(row.subscription_id, row.period_start, row.built_at, row.builds, row.body)
@@ -106,12 +115,8 @@ def _load(conn: Connection, organization_id: str, subscription_id: str) -> View 
 def _request(
     conn: Connection, organization_id: str, subscription_id: str, *, lock: bool = False
 ) -> tuple[datetime, datetime] | None:
-    query = select(R.requested_at, R.due_at).where(
-        R.organization_id == organization_id, R.subscription_id == subscription_id
-    )
-    if lock:
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    keys = {"organization_id": organization_id, "subscription_id": subscription_id}
+    row = conn.execute(_REQUEST_LOCKED if lock else _REQUEST, keys).first()
     return None if row is None else (row.requested_at, row.due_at)
 
 
