@@ -12,7 +12,7 @@ from meterworks.api.context import AppContext, Context
 from meterworks.api.jsonbody import DecimalRoute
 from meterworks.api.schemas import SubscriptionOut, UsageOut, instant_field
 from meterworks.subscriptions import service
-from meterworks.usage.reading import usage_for_period
+from meterworks.usage.reading import charged_meter_kinds, usage_for_period
 
 router = APIRouter(prefix="/v1", route_class=DecimalRoute, tags=["subscriptions"])
 
@@ -117,5 +117,8 @@ def usage_of(
     instant = instant_field(at, "at") or now
     with context.db.read() as conn:
         sub = service.get_subscription(conn, organization_id, subscription_id)
-        usage = usage_for_period(conn, organization_id, sub, sub.period_at(instant), now=now)
+        # UsageOut shows of each meter only what never changes.
+        meters = charged_meter_kinds(conn, organization_id, sub)
+        period = sub.period_at(instant)
+        usage = usage_for_period(conn, organization_id, sub, period, now=now, meters=meters)
     return UsageOut.of(usage)

@@ -43,12 +43,34 @@ def charged_meters(
     return [found[i] for i in ids if i in found]
 
 
-# Built once, run on every usage read (building a statement costs more than running it).
+# The meters each plan charges, as first read, for `charged_meter_kinds`.
+_CHARGED: dict[tuple[str, str], list[Meter]] = {}
+_CHARGED_KEPT = 10_000
+
+
+def charged_meter_kinds(
+    conn: Connection, organization_id: str, subscription: Subscription
+) -> list[Meter]:
+    """`charged_meters`, read once per plan by each process, for reads that show of a meter
+    only what never changes: its id, key, unit, aggregation and property. A plan never
+    changes, nor do these (catalog/meters.py); a meter's name, description and metadata may,
+    and here they stay as first read."""
+    kept = _CHARGED.get((organization_id, subscription.plan_id))
+    if kept is None:
+        kept = charged_meters(conn, organization_id, subscription)
+        if len(_CHARGED) >= _CHARGED_KEPT:
+            _CHARGED.clear()
+        _CHARGED[(organization_id, subscription.plan_id)] = kept
+    return kept
+
+
+# Built once, run on every usage read (building a statement costs more than running it). All
+# the subscription's rollups of the period: the few of meters it is not charged for are
+# skipped, which costs less than a list of meter ids to bind on every read.
 _R = t.usage_rollups.c
 _PERIOD_ROLLUPS = select(t.usage_rollups).where(
     _R.organization_id == bindparam("organization_id"),
     _R.subscription_id == bindparam("subscription_id"),
-    _R.meter_id.in_(bindparam("meter_ids", expanding=True)),
     _R.period_start_us == bindparam("start_us"),
 )
 # Per level meter without a rollup in the period: its latest rollup before, whose level carries.
@@ -91,10 +113,10 @@ def usage_for_period(
     rows: dict[str, Rollup] = {}
     keys = {"organization_id": organization_id, "subscription_id": subscription.id}
     if meters:
-        for row in conn.execute(
-            _PERIOD_ROLLUPS, {**keys, "meter_ids": [m.id for m in meters], "start_us": start_us}
-        ):
-            rows[row.meter_id] = _rollup_from_row(row)
+        wanted = {m.id for m in meters}
+        for row in conn.execute(_PERIOD_ROLLUPS, {**keys, "start_us": start_us}):
+            if row.meter_id in wanted:
+                rows[row.meter_id] = _rollup_from_row(row)
     carried: dict[str, Decimal] = {}
     missing = [m.id for m in meters if m.aggregation.is_level and m.id not in rows]
     if missing:
