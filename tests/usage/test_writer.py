@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -239,3 +241,49 @@ def test_a_slow_write_that_fails_is_logged_too(
     slow = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
     assert len(slow) == 1
     assert slow[0].startswith("a ledger write of 1 calls (1 events) took ")
+
+
+@contextmanager
+def write_turn_held(api: Api, writer: LedgerWriter) -> Iterator[None]:
+    """Keep `writer` from starting its next write transaction. On SQLite through the write
+    turn's lock file, as another process's writer holds it; on PostgreSQL, which has no turn,
+    through the lock the writer takes at the same point (`LedgerWriter._writing`)."""
+    database = api.server.db.engine.url.database
+    if api.server.db.dialect != "sqlite" or not database:
+        with writer._writing:
+            yield
+        return
+    fd = os.open(f"{database}-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def test_calls_that_arrive_while_a_write_waits_for_its_turn_share_its_commit(api: Api) -> None:
+    writer, _ = own_writer(api)
+    ran: list[str] = []
+
+    def job(name: str) -> Callable[[object], tuple[str, set[str]]]:
+        def run(conn: object) -> tuple[str, set[str]]:
+            ran.append(name)
+            return name, set()
+
+        return run
+
+    writer.start()
+    try:
+        with write_turn_held(api, writer):
+            first = writer.submit_job(api.org.id, job("first"))
+            time.sleep(0.3)  # its group (of one: nothing else is queued) waits for the turn
+            later = [writer.submit_job(api.org.id, job(f"later-{n}")) for n in range(3)]
+            time.sleep(0.1)
+            assert ran == []
+        answers = [future.result(30) for future in (first, *later)]
+    finally:
+        writer.stop()
+    assert answers == ["first", "later-0", "later-1", "later-2"]
+    assert ran == answers
+    assert writer.commits == 1
