@@ -81,6 +81,8 @@ class _Job:
 _STOP = object()
 # A write taking longer than this is logged, with how long it waited for its turn.
 SLOW_WRITE_S = 10.0
+# Calls that arrive while a group waits for its turn join it until it holds this many events.
+JOIN_EVENTS = 1_000
 
 
 class LedgerWriter:
@@ -250,9 +252,11 @@ class LedgerWriter:
         """Add to the group, in place, what reached the queue while it waited for the write
         turn: they share its commit instead of waiting for a turn of their own. On SQLite,
         with several processes, a writer often waits out another's commit; the calls that
-        arrive meanwhile made the next, small group."""
+        arrive meanwhile made the next, small group. Only small groups grow so
+        (`JOIN_EVENTS`): a large batch's commit is already worth its turn, and a longer
+        write would hold up the validation of the batches behind it (`make_way`)."""
         size = sum(_size(item) for item in group)
-        while size < self._max_events:
+        while size < min(self._max_events, JOIN_EVENTS):
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
