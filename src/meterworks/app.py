@@ -153,8 +153,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     mount_facades(app, context)
     for module in (events, catalog, customers, subscriptions, tenancy, billing):
         add_routes(app, module.router)
-    # The single-usage calls answered below the framework: inside the body limit, which they
-    # rely on; outside everything else.
+    # The single-usage calls and the two polled reads answered below the framework: inside the
+    # body limit, which they rely on; outside everything else.
     app.add_middleware(
         HotCalls,
         context=context,

@@ -132,11 +132,10 @@ async def _preview(
     return _json(PreviewOut.model_validate(document))
 
 
-USAGE_READ = HotCall(
-    re.compile(r"/v1/subscriptions/([^/]+)/usage"), _usage, error_response, method="GET"
-)
+_READ_PATH = r"/v1/subscriptions/([^/]+)/"
+USAGE_READ = HotCall(re.compile(_READ_PATH + "usage"), _usage, error_response, method="GET")
 PREVIEW_READ = HotCall(
-    re.compile(r"/v1/subscriptions/([^/]+)/invoice-preview"), _preview, error_response, "GET"
+    re.compile(_READ_PATH + "invoice-preview"), _preview, error_response, method="GET"
 )
 
 
