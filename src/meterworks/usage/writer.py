@@ -252,7 +252,7 @@ class LedgerWriter:
         """Add to the group, in place, what reached the queue while it waited for the write
         turn: they share its commit instead of waiting for a turn of their own. On SQLite,
         with several processes, a writer often waits out another's commit; the calls that
-        arrive meanwhile made the next, small group. Only small groups grow so
+        arrive meanwhile would make the next, small group. Only small groups grow so
         (`JOIN_EVENTS`): a large batch's commit is already worth its turn, and a longer
         write would hold up the validation of the batches behind it (`make_way`)."""
         size = sum(_size(item) for item in group)
