@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,7 +14,7 @@ from meterworks import __version__
 from meterworks.api import billing, catalog, customers, events, subscriptions, tenancy
 from meterworks.api.context import AppContext
 from meterworks.api.errors import install_error_handlers
-from meterworks.api.hot import NATIVE_EVENTS, PREVIEW_READ, USAGE_READ, HotCalls
+from meterworks.api.hot import NATIVE_EVENTS, PREVIEW_READ, USAGE_READ, HotCalls, run_read
 from meterworks.api.routes import add_routes
 from meterworks.billing.service import BillingService
 from meterworks.config import Settings
@@ -139,12 +138,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> JSONResponse:
-        if context.db.dialect == "sqlite":
-            # A read of a local file that takes no lock (WAL): done in place, without the hop
-            # to a worker thread that would cost more than the query.
-            ping_database()
-        else:
-            await asyncio.to_thread(ping_database)
+        await run_read(context, ping_database)
         return JSONResponse({"status": "ok", "database": context.db.dialect})
 
     # Routes are matched in order, one at a time: the single-usage calls come first (the

@@ -77,19 +77,22 @@ class HotCalls:
         await self.app(scope, receive, send)
 
 
+async def _organization(context: AppContext, scope: Scope) -> str:
+    """The caller's organization, by the native API key in `Authorization: Bearer`."""
+    return await organization_for_token_async(context, token_of(header(scope, b"authorization")))
+
+
 async def _native_events(
     context: AppContext, scope: Scope, receive: Receive, _: re.Match[str]
 ) -> Response:
-    organization_id = await organization_for_token_async(
-        context, token_of(header(scope, b"authorization"))
-    )
+    organization_id = await _organization(context, scope)
     return await ingest(context, organization_id, await body_of(receive))
 
 
 NATIVE_EVENTS = HotCall(re.compile(r"/v1/events"), _native_events, error_response)
 
 
-async def _read(context: AppContext, read: Callable[[], _T]) -> _T:
+async def run_read(context: AppContext, read: Callable[[], _T]) -> _T:
     """A read's result. On SQLite a read takes no lock (WAL) and is done in place: the hop to a
     worker thread and back would cost more than the read. PostgreSQL's go to a worker thread."""
     if context.db.dialect == "sqlite":
@@ -106,11 +109,9 @@ async def _usage(
 ) -> Response:
     subscription_id = match.group(1)
     check_text(subscription_id, "subscription_id")
-    organization_id = await organization_for_token_async(
-        context, token_of(header(scope, b"authorization"))
-    )
+    organization_id = await _organization(context, scope)
     return _json(
-        await _read(context, lambda: usage_of(context, organization_id, subscription_id, None))
+        await run_read(context, lambda: usage_of(context, organization_id, subscription_id, None))
     )
 
 
@@ -119,11 +120,9 @@ async def _preview(
 ) -> Response:
     subscription_id = match.group(1)
     check_text(subscription_id, "subscription_id")
-    organization_id = await organization_for_token_async(
-        context, token_of(header(scope, b"authorization"))
-    )
+    organization_id = await _organization(context, scope)
     service = billing(context)
-    document = await _read(
+    document = await run_read(
         context, lambda: service.stored_preview(organization_id, subscription_id)
     )
     if document is None:
