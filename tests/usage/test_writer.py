@@ -8,14 +8,19 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
+from sqlalchemy.engine import Connection
 
-from meterworks.errors import InvalidInput, Unavailable
+from meterworks.errors import InvalidInput, MeterworksError, Unavailable
 from meterworks.kit.clock import FrozenClock
 from meterworks.usage import service as usage_service
 from meterworks.usage import writer as writer_module
+from meterworks.usage.ingest import NewEvent
+from meterworks.usage.ledger import BatchOutcome
 from meterworks.usage.service import UsageService
 from meterworks.usage.writer import LedgerWriter
 from tests.api.builders import NOW, Api, event
@@ -287,3 +292,50 @@ def test_calls_that_arrive_while_a_write_waits_for_its_turn_share_its_commit(api
     assert answers == ["first", "later-0", "later-1", "later-2"]
     assert ran == answers
     assert writer.commits == 1
+
+
+def test_a_group_is_validated_before_it_waits_for_the_write_turn_and_joiners_within_it(
+    api: Api,
+) -> None:
+    setup = api.metered("sum")
+    sub, meter = setup.id, setup.key("sum")
+    writer, usage = own_writer(api)
+    validated: list[list[str]] = []
+
+    def validate(
+        conn: Connection, organization_id: str, source: str, batches: list[list[Any]]
+    ) -> list[list[NewEvent] | MeterworksError]:
+        validated.append([raw["idempotency_key"] for batch in batches for raw in batch])
+        return usage.validate_together(conn, organization_id, source, batches)
+
+    def submit(*events: dict[str, Any]) -> Future[BatchOutcome]:
+        return writer.submit_unprepared(
+            api.org.id, list(events), source="native", validate=validate
+        )
+
+    writer.start()
+    try:
+        with write_turn_held(api, writer):
+            first = submit(event("first", subscription_id=sub, meter=meter, quantity=2))
+            deadline = time.monotonic() + 30
+            while not validated and time.monotonic() < deadline:
+                time.sleep(0.01)
+            # Validated while another writer holds the turn; nothing written yet.
+            assert validated == [["first"]]
+            assert api.ledger_rows() == 0
+            joined = submit(event("joined", subscription_id=sub, meter=meter, quantity=3))
+            refused = submit(event("refused", subscription_id=sub, meter="no-such-meter"))
+            time.sleep(0.1)
+            assert validated == [["first"]]
+        assert (first.result(30).accepted, joined.result(30).accepted) == (1, 1)
+        with pytest.raises(InvalidInput) as error:
+            refused.result(30)
+    finally:
+        writer.stop()
+    # The calls that joined while the group waited were validated in its turn, together; the
+    # refused one wrote nothing, and the others share one commit.
+    assert validated[1:] == [["joined", "refused"]]
+    assert [d["code"] for d in error.value.details] == ["meter_not_found"]
+    assert writer.commits == 1
+    assert api.ledger_rows() == 2
+    assert api.quantities(sub) == {meter: "5"}

@@ -24,10 +24,11 @@ UNSET: Any = _UNSET
 # How long a caller waits for its batch to commit before giving up (the write may still land;
 # a retry with the same idempotency keys is then answered as duplicates).
 COMMIT_TIMEOUT_S = 60.0
-# Batches of up to this many events are validated by the ledger writer, inside the transaction
-# that appends them: one transaction per group of concurrent calls instead of one more per call,
-# and no hop through a worker thread. Larger batches are validated in request threads, in
-# parallel, so that the writer, the one serial part, only stores them.
+# Batches of up to this many events are validated by the ledger writer, a group of concurrent
+# calls together in one read transaction just before it waits for the write turn: one
+# transaction per group instead of one more per call, and no hop through a worker thread.
+# Larger batches are validated in request threads, in parallel, so that the writer, the one
+# serial part, only stores them.
 VALIDATED_BY_WRITER = 100
 
 

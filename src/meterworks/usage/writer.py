@@ -7,7 +7,9 @@ before acknowledged. A batch refused at write time (an idempotency conflict) wri
 the rest of its group commits.
 
 Small batches (single events, above all) reach the writer unvalidated: it validates the ones a
-group gathers together, on its own connection, inside the transaction that appends them. Large
+group gathers together, in one read transaction of its own just before it waits for the write
+turn, so that the turn holds only the writing (on SQLite, another process's writer writes
+meanwhile). Calls that join the group while it waits are validated inside the turn. Large
 batches are validated in request threads beforehand, in parallel, and only stored here.
 """
 
@@ -63,6 +65,8 @@ class _Append:
     rebuild_view: bool
     size: int
     unprepared: _Unprepared | None = None
+    # Set where validation refused the batch: it is answered so and writes nothing.
+    refused: MeterworksError | None = None
     future: Future[BatchOutcome] = field(default_factory=Future)
 
 
@@ -222,6 +226,9 @@ class LedgerWriter:
         started = time.monotonic()
         self._entered = None
         try:
+            if any(isinstance(item, _Append) and item.unprepared for item in group):
+                with self.db.read() as conn:
+                    _validate(conn, group)
             results = self._write(group)
         except Unavailable as exc:
             self._note_if_slow(group, started)
@@ -297,10 +304,13 @@ class LedgerWriter:
             for position, item in enumerate(group):
                 bucket = appends if isinstance(item, _Append) else jobs
                 bucket.setdefault(item.organization_id, []).append(position)
-            # Batches still to validate first, all of them before any sequence lock is taken.
-            for position, error in _validate(conn, group):
-                results[position] = (False, error)
-                appends[group[position].organization_id].remove(position)
+            # Batches that joined while the group waited are validated here, before any
+            # sequence lock is taken; the refused ones write nothing.
+            _validate(conn, group)
+            for position, item in enumerate(group):
+                if isinstance(item, _Append) and item.refused is not None:
+                    results[position] = (False, item.refused)
+                    appends[item.organization_id].remove(position)
             touched: dict[str, set[str]] = {}
             changed: dict[str, dict[str, int]] = {}
             # Organizations in sorted order, each one's appends then its jobs: every process
@@ -353,23 +363,23 @@ class LedgerWriter:
         return results
 
 
-def _validate(conn: Connection, group: list[_Append | _Job]) -> list[tuple[int, MeterworksError]]:
-    """Validate the group's unprepared batches, setting their events; the refused ones."""
-    together: dict[tuple[str, str, Validate], list[int]] = {}
-    for position, item in enumerate(group):
+def _validate(conn: Connection, group: list[_Append | _Job]) -> None:
+    """Validate the group's batches not validated yet, setting their events, or why they are
+    refused; each batch is validated once."""
+    together: dict[tuple[str, str, Validate], list[_Append]] = {}
+    for item in group:
         if isinstance(item, _Append) and (unprepared := item.unprepared) is not None:
             key = (item.organization_id, unprepared.source, unprepared.validate)
-            together.setdefault(key, []).append(position)
-    refused: list[tuple[int, MeterworksError]] = []
-    for (organization_id, source, validate), positions in together.items():
-        batches = [group[p].unprepared.raw for p in positions]  # type: ignore[union-attr]
+            together.setdefault(key, []).append(item)
+    for (organization_id, source, validate), items in together.items():
+        batches = [item.unprepared.raw for item in items]  # type: ignore[union-attr]
         outcomes = validate(conn, organization_id, source, batches)
-        for position, outcome in zip(positions, outcomes, strict=True):
+        for item, outcome in zip(items, outcomes, strict=True):
+            item.unprepared = None
             if isinstance(outcome, MeterworksError):
-                refused.append((position, outcome))
+                item.refused = outcome
             else:
-                group[position].events = outcome  # type: ignore[union-attr]
-    return refused
+                item.events = outcome
 
 
 def _note_changes(into: dict[str, int], changes: Iterable[tuple[str, int]]) -> None:
