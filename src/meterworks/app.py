@@ -71,6 +71,17 @@ class BodyLimit:
         await self.app(scope, limited_receive, send)
 
 
+class Served(FastAPI):
+    """FastAPI, with layers of our own in front of its whole middleware stack."""
+
+    def __init__(self, in_front: Callable[[ASGIApp], ASGIApp], **options: Any) -> None:
+        self._in_front = in_front
+        super().__init__(**options)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self._in_front(super().build_middleware_stack())
+
+
 def write_path(
     db: Database, clock: Clock, settings: Settings
 ) -> tuple[LedgerWriter, UsageService, BillingService]:
@@ -122,7 +133,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             context.writer.stop()
             context.db.dispose()
 
-    app = FastAPI(
+    def in_front(stack: ASGIApp) -> ASGIApp:
+        # The single-usage calls and the two polled reads are answered in front of FastAPI's
+        # middleware (api/hot.py), inside the body limit, which they rely on.
+        hot = HotCalls(
+            stack,
+            context=context,
+            calls=(NATIVE_EVENTS, REPORT, SET_COUNT, USAGE, USAGE_READ, PREVIEW_READ),
+        )
+        return BodyLimit(hot, limit=settings.max_body_bytes)
+
+    app = Served(
+        in_front,
         title="meterworks",
         version=__version__,
         description="Usage metering and usage-based billing: an exact ledger, running totals, "
@@ -147,12 +169,4 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     mount_facades(app, context)
     for module in (events, catalog, customers, subscriptions, tenancy, billing):
         add_routes(app, module.router)
-    # The single-usage calls and the two polled reads answered below the framework: inside the
-    # body limit, which they rely on; outside everything else.
-    app.add_middleware(
-        HotCalls,
-        context=context,
-        calls=(NATIVE_EVENTS, REPORT, SET_COUNT, USAGE, USAGE_READ, PREVIEW_READ),
-    )
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

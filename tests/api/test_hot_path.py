@@ -176,6 +176,44 @@ def test_post_events_is_answered_below_the_framework_exactly_as_by_its_route(
     assert api.quantities(setup.id) == {meter: "3"}
 
 
+def test_an_unexpected_error_in_a_call_answered_below_the_framework_is_a_500_as_by_its_route(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The layer stands in front of FastAPI's middleware, whose last handler answers what
+    nothing else caught: the layer answers such an error the same way."""
+    through_layer: list[str] = []
+
+    async def broken(context: Any, organization_id: str, body: bytes) -> Any:
+        raise RuntimeError("broken")
+
+    async def broken_in_layer(context: Any, organization_id: str, body: bytes) -> Any:
+        through_layer.append(organization_id)
+        return await broken(context, organization_id, body)
+
+    monkeypatch.setattr(hot, "ingest", broken_in_layer)
+    monkeypatch.setattr(events, "ingest", broken)
+    setup = api.metered("sum")
+    one = event("{}-broken", subscription_id=setup.id, meter=setup.key("sum"), quantity=1)
+    sent = Sent(
+        "broken",
+        f"{api.server.base_url}/v1/events",
+        {"authorization": api.client.headers["authorization"]},
+        dumps({"events": [one]}).encode(),
+    )
+    answers = answered_both_ways(
+        [sent], route_query="?via=route", header="content-type", reached=through_layer, reaching=1
+    )
+    assert answers["broken"].status == 500
+    assert json.loads(answers["broken"].text) == {
+        "error": {
+            "code": "internal_error",
+            "message": "an unexpected error occurred",
+            "details": None,
+        }
+    }
+    assert api.ledger_rows() == 0
+
+
 def test_usage_and_preview_reads_are_answered_below_the_framework_exactly_as_by_their_routes(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -93,7 +93,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", exc_info=exc)
-        return JSONResponse(
-            error_body("internal_error", "an unexpected error occurred"), status_code=500
-        )
+        return unexpected_error(exc)
+
+
+def unexpected_error(exc: Exception) -> JSONResponse:
+    """The answer to an error nothing else handled: logged, and a 500 that tells nothing more."""
+    log.exception("unexpected error", exc_info=exc)
+    return JSONResponse(
+        error_body("internal_error", "an unexpected error occurred"), status_code=500
+    )

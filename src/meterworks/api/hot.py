@@ -2,8 +2,10 @@
 
 A single-event call does little work of its own; FastAPI's middleware, routing and dependency
 resolution around it cost more than the call (measured: about two thirds of the event loop's
-time). `HotCalls` is one ASGI layer that answers the calls it is given, each exactly as its route
-would: the same checks in the same order, and the API's own error shape. It answers only calls
+time). `HotCalls` is one ASGI layer, in front of FastAPI's middleware stack (app.py), that
+answers the calls it is given, each exactly as its route would: the same checks in the same
+order, and the API's own error shape; an unexpected error as the stack's last handler would (a
+logged 500, then raised to the server). It answers only calls
 without a query string (routes check query text for what no database can store, and flags and
 filters live there), and passes everything else on. The routes stay for those, and for the API's
 description.
@@ -28,7 +30,7 @@ from starlette.responses import Response
 from meterworks.api.auth import organization_for_token_async, token_of
 from meterworks.api.billing import PreviewOut, billing
 from meterworks.api.context import AppContext
-from meterworks.api.errors import error_response
+from meterworks.api.errors import error_response, unexpected_error
 from meterworks.api.events import ingest
 from meterworks.api.jsonbody import check_text
 from meterworks.api.subscriptions import usage_of
@@ -72,6 +74,9 @@ class HotCalls:
                         response = call.render(exc)
                     except ClientDisconnect:
                         return
+                    except Exception as exc:
+                        await unexpected_error(exc)(scope, receive, send)
+                        raise
                     await response(scope, receive, send)
                     return
         await self.app(scope, receive, send)
