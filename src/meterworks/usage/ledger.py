@@ -148,6 +148,10 @@ _PROBE_KEYS_SQLITE = (
 )
 
 
+def _json_array(values: Sequence[str]) -> str:
+    return json.dumps(list(values))
+
+
 def known_hashes(conn: Connection, organization_id: str, keys: list[str]) -> dict[str, str]:
     """The payload hash of each of these keys' original event, for the keys already used."""
     known: dict[str, str] = {}
@@ -260,13 +264,16 @@ def _rollup_from_row(row: Row[Any]) -> Rollup:
     return Rollup(*row[ROLLUP_FIELDS])
 
 
-_ROLLUPS_FROM = select(t.usage_rollups).where(
-    t.usage_rollups.c.organization_id == bindparam("organization_id"),
-    t.usage_rollups.c.subscription_id.in_(bindparam("subscriptions", expanding=True)),
-    t.usage_rollups.c.meter_id.in_(bindparam("meters", expanding=True)),
-    t.usage_rollups.c.period_start_us >= bindparam("from_us"),
-    t.usage_rollups.c.period_start_us <= bindparam("through_us"),
-)
+# SQLite: the ids go in as JSON arrays, each subscription's probing the primary key. One text
+# for any number of ids: an IN list would be rendered, and the statement prepared, anew for
+# each length.
+_ROLLUPS_FROM = text(
+    f"SELECT {', '.join(f'r.{c.name}' for c in t.usage_rollups.c)} FROM json_each(:subscriptions)"
+    " AS s CROSS JOIN usage_rollups AS r"  # CROSS: the ids drive
+    " WHERE r.organization_id = :organization_id AND r.subscription_id = s.value"
+    " AND r.meter_id IN (SELECT value FROM json_each(:meters))"
+    " AND r.period_start_us >= :from_us AND r.period_start_us <= :through_us"
+).columns(*t.usage_rollups.c)
 # PostgreSQL: one probe of the primary key per subscription. With `subscription_id IN (...)` or
 # `= ANY(...)` the planner, short of statistics on a growing table, may scan every rollup of the
 # organization and filter: a cost that grows with the organization, paid on every write.
@@ -295,14 +302,15 @@ def rollup_rows(
     `from_us` through `through_us`."""
     pg = conn.dialect.name == "postgresql"
     statement = _ROLLUPS_FROM_PG if pg else _ROLLUPS_FROM
-    meter_ids = text_array(meters) if pg else list(meters)  # the same for every chunk
+    ids = text_array if pg else _json_array
+    meter_ids = ids(meters)  # the same for every chunk
     for part in _chunks(subscriptions):
         # Fetched at once: row by row costs the driver more per row.
         yield from conn.execute(
             statement,
             {
                 "organization_id": organization_id,
-                "subscriptions": text_array(part) if pg else list(part),
+                "subscriptions": ids(part),
                 "meters": meter_ids,
                 "from_us": from_us,
                 "through_us": through_us,
