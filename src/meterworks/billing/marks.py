@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from meterworks.billing.model import InvoiceKind, InvoiceStatus
 from meterworks.billing.store import chunks
 from meterworks.db import tables as t
-from meterworks.db.dialect import excluded, upsert
+from meterworks.db.dialect import excluded, json_array, json_values, upsert
 from meterworks.kit.instants import to_micros
 from meterworks.usage.ingest import NewEvent
 from meterworks.usage.ledger import known_hashes
@@ -37,25 +37,32 @@ def finalized_through(
     Periods are finalized in order, so an instant before it lies in a finalized period.
     """
     found: dict[str, int] = {}
+    sqlite = conn.dialect.name == "sqlite"
     for part in chunks(list(subscription_ids)):
         for row in conn.execute(
-            _FINALIZED_THROUGH, {"organization_id": organization_id, "ids": list(part)}
+            _FINALIZED_THROUGH_SQLITE if sqlite else _FINALIZED_THROUGH,
+            {"organization_id": organization_id, "ids": json_array(part) if sqlite else part},
         ):
             found[row.subscription_id] = to_micros(row.through)
     return found
 
 
 # Built once: the writer runs it on every commit and ingestion's guard on every call.
-_FINALIZED_THROUGH = (
-    select(INV.subscription_id, func.max(INV.period_end).label("through"))
-    .where(
-        INV.organization_id == bindparam("organization_id"),
-        INV.subscription_id.in_(bindparam("ids", expanding=True)),
-        INV.kind == InvoiceKind.PERIOD.value,
-        INV.status != InvoiceStatus.DRAFT.value,
+def _finalized_through(ids: Any) -> Any:
+    return (
+        select(INV.subscription_id, func.max(INV.period_end).label("through"))
+        .where(
+            INV.organization_id == bindparam("organization_id"),
+            INV.subscription_id.in_(ids),
+            INV.kind == InvoiceKind.PERIOD.value,
+            INV.status != InvoiceStatus.DRAFT.value,
+        )
+        .group_by(INV.subscription_id)
     )
-    .group_by(INV.subscription_id)
-)
+
+
+_FINALIZED_THROUGH = _finalized_through(bindparam("ids", expanding=True))
+_FINALIZED_THROUGH_SQLITE = _finalized_through(json_values("ids"))
 _POLICY = select(t.organizations.c.late_usage_policy).where(
     t.organizations.c.id == bindparam("organization_id")
 )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import postgres
 from psycopg.adapt import Dumper
-from sqlalchemy import ColumnElement, Table, any_, bindparam
+from sqlalchemy import ColumnElement, Select, Table, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -56,6 +57,18 @@ def text_array(values: Sequence[str]) -> TextArray:
     if '"' in whole or "\\" in whole:
         values = [v.replace("\\", "\\\\").replace('"', '\\"') for v in values]
     return TextArray('{"' + '","'.join(values) + '"}')
+
+
+def json_array(values: Iterable[str]) -> str:
+    """These strings as one JSON array: on SQLite, a list's one parameter (`json_values`)."""
+    return json.dumps(list(values))
+
+
+def json_values(name: str) -> Select[tuple[Any]]:
+    """`SELECT value FROM json_each(:name)` (SQLite): the elements of the JSON array bound to
+    `name` (`json_array`). `column IN` it is one statement text for any number of values: an IN
+    list is rendered, and the statement prepared, anew for every length."""
+    return select(func.json_each(bindparam(name)).table_valued("value").c.value)
 
 
 def one_of(conn: Connection, column: ColumnElement[Any], values: Sequence[str]) -> Any:

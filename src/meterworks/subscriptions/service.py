@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, Row
 from meterworks.catalog.plans import get_plan
 from meterworks.customers.service import get_customer
 from meterworks.db import tables as t
+from meterworks.db.dialect import json_array, json_values
 from meterworks.errors import Conflict, InvalidInput, NotFound
 from meterworks.kit.clock import ensure_utc
 from meterworks.kit.ids import new_id
@@ -181,6 +182,10 @@ _BY_IDS = _joined().where(
     t.subscriptions.c.organization_id == bindparam("organization_id"),
     t.subscriptions.c.id.in_(bindparam("ids", expanding=True)),
 )
+_BY_IDS_SQLITE = _joined().where(
+    t.subscriptions.c.organization_id == bindparam("organization_id"),
+    t.subscriptions.c.id.in_(json_values("ids")),
+)
 
 
 _OF_CUSTOMERS = _joined().where(
@@ -205,7 +210,11 @@ def subscriptions_by_id(
             _BY_ID, {"organization_id": organization_id, "subscription_id": only}
         ).first()
         return {} if row is None else {row.id: subscription_from_row(row)}
-    rows = conn.execute(_BY_IDS, {"organization_id": organization_id, "ids": list(ids)}).all()
+    sqlite = conn.dialect.name == "sqlite"
+    rows = conn.execute(
+        _BY_IDS_SQLITE if sqlite else _BY_IDS,
+        {"organization_id": organization_id, "ids": json_array(ids) if sqlite else list(ids)},
+    ).all()
     return {row.id: subscription_from_row(row) for row in rows}
 
 

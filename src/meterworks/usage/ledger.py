@@ -6,7 +6,6 @@ organization's sequence row: that lock is what makes dedupe-then-insert safe acr
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from sqlalchemy.engine import Connection, Row
 from meterworks.catalog.meters import Aggregation, Meter
 from meterworks.db import bulk
 from meterworks.db import tables as t
-from meterworks.db.dialect import insert_ignore, one_of, text_array
+from meterworks.db.dialect import insert_ignore, json_array, one_of, text_array
 from meterworks.db.engine import dumps as stored_json
 from meterworks.errors import Conflict, MeterworksError
 from meterworks.subscriptions.service import Subscription
@@ -148,10 +147,6 @@ _PROBE_KEYS_SQLITE = (
 )
 
 
-def _json_array(values: Sequence[str]) -> str:
-    return json.dumps(list(values))
-
-
 def known_hashes(conn: Connection, organization_id: str, keys: list[str]) -> dict[str, str]:
     """The payload hash of each of these keys' original event, for the keys already used."""
     known: dict[str, str] = {}
@@ -166,7 +161,7 @@ def known_hashes(conn: Connection, organization_id: str, keys: list[str]) -> dic
     # SQLite: the keys go in as one JSON array, each probing the unique index.
     for part in _chunks(keys, 10_000):
         for key, hashed in conn.exec_driver_sql(
-            _PROBE_KEYS_SQLITE, (organization_id, json.dumps(list(part)))
+            _PROBE_KEYS_SQLITE, (organization_id, json_array(part))
         ):
             known[key] = hashed
     return known
@@ -302,7 +297,7 @@ def rollup_rows(
     `from_us` through `through_us`."""
     pg = conn.dialect.name == "postgresql"
     statement = _ROLLUPS_FROM_PG if pg else _ROLLUPS_FROM
-    ids = text_array if pg else _json_array
+    ids = text_array if pg else json_array
     meter_ids = ids(meters)  # the same for every chunk
     for part in _chunks(subscriptions):
         # Fetched at once: row by row costs the driver more per row.
