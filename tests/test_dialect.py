@@ -1,15 +1,18 @@
-"""`db/dialect.py`'s list matching against each real database, on a table of its own."""
+"""`db/dialect.py`'s list matching, and instants read back, against each real database, on
+tables of their own."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Column, MetaData, String, Table, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
 
-from meterworks.db.dialect import one_of, text_array
+from meterworks.db.dialect import json_array, json_values, one_of, text_array
 from meterworks.db.engine import Database
+from meterworks.db.types import UTCDateTime
 
 # Every character an array's text form gives a meaning to, alone and together.
 AWKWARD = [
@@ -56,3 +59,64 @@ def test_an_array_text_reads_back_as_the_same_strings(database: Database) -> Non
                 {"values": text_array(values)},
             ).scalars().all()  # fmt: skip
             assert back == values
+
+
+@pytest.mark.parametrize(
+    "wanted",
+    [["a"], ["a,b"], ['"a"', "\\"], ["NULL", ""], ['x"},{"y', "{}", " a "], AWKWARD, []],
+    ids=["plain", "comma", "quote-backslash", "null-empty", "braces-spaces", "all", "none"],
+)
+def test_a_json_array_parameter_matches_exactly_the_values_asked_for(
+    database: Database, names: Table, wanted: list[str]
+) -> None:
+    if database.dialect != "sqlite":
+        pytest.skip("json_each is SQLite's")
+    with database.read() as conn:
+        found = conn.execute(
+            select(names.c.name).where(names.c.name.in_(json_values("wanted"))),
+            {"wanted": json_array(wanted)},
+        ).scalars()
+        assert sorted(found) == sorted(wanted)
+
+
+def test_instants_read_back_as_the_same_utc_instants(database: Database) -> None:
+    table = Table(
+        f"instants_{secrets.token_hex(4)}",
+        MetaData(),
+        Column("n", Integer, primary_key=True),
+        Column("at", UTCDateTime()),
+    )
+    east = datetime(2026, 11, 22, 12, 30, tzinfo=UTC).astimezone(
+        timezone(timedelta(hours=5, minutes=30))
+    )
+    instants = [
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(2026, 11, 22, 10, 0, tzinfo=UTC),
+        datetime(2026, 11, 22, 10, 0, 0, 1, tzinfo=UTC),
+        datetime(2026, 2, 28, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(8999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        east,
+        None,
+    ]
+    table.create(database.engine)
+    try:
+        with database.transaction() as conn:
+            conn.execute(table.insert(), [{"n": n, "at": at} for n, at in enumerate(instants)])
+            if database.dialect == "sqlite":
+                # Text not as SQLAlchemy writes it (no fraction; a date alone) is read too.
+                conn.execute(
+                    text(f"INSERT INTO {table.name} (n, at) VALUES (100, '2026-11-22 10:00:00'),"
+                         " (101, '2026-11-22')")
+                )  # fmt: skip
+        with database.read() as conn:
+            back = dict(conn.execute(select(table.c.n, table.c.at)).all())
+    finally:
+        table.drop(database.engine)
+    for n, at in enumerate(instants):
+        assert back[n] == at
+        assert back[n] is None or back[n].tzinfo is UTC
+    if database.dialect == "sqlite":
+        assert back[100] == datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+        assert back[101] == datetime(2026, 11, 22, tzinfo=UTC)
+        assert back[100].tzinfo is UTC
+        assert back[101].tzinfo is UTC

@@ -65,6 +65,23 @@ class UTCDateTime(TypeDecorator[datetime]):
             return value
         return value.replace(tzinfo=None)
 
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        general = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite" or general is None:
+            return general
+        fromisoformat = datetime.fromisoformat
+
+        def process(value: Any) -> datetime | None:
+            # The text SQLAlchemy stores ('2026-11-22 10:00:00.000000', naive UTC), read as
+            # UTC by the interpreter's own parser: the same instant, at a tenth of the cost of
+            # the general path (`replace(tzinfo=)` alone costs more than the parse), paid on
+            # every instant read: subscriptions, invoices, periods.
+            if type(value) is str and len(value) == 26 and value[10] == " ":
+                return fromisoformat(value + "+00:00")
+            return general(value)
+
+        return process
+
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
