@@ -5,10 +5,9 @@ resolution around it cost more than the call (measured: about two thirds of the 
 time). `HotCalls` is one ASGI layer, in front of FastAPI's middleware stack (app.py), that
 answers the calls it is given, each exactly as its route would: the same checks in the same
 order, and the API's own error shape; an unexpected error as the stack's last handler would (a
-logged 500, then raised to the server). It answers only calls
-without a query string (routes check query text for what no database can store, and flags and
-filters live there), and passes everything else on. The routes stay for those, and for the API's
-description.
+logged 500, then raised to the server). It answers only calls without a query string (routes
+check query text for what no database can store, and flags and filters live there), and passes
+everything else on. The routes stay for those, and for the API's description.
 
 The native `POST /v1/events` is `NATIVE_EVENTS`; the two reads a dashboard polls, a
 subscription's usage and its invoice preview, are `USAGE_READ` and `PREVIEW_READ`; the facades'
