@@ -259,11 +259,12 @@ def _rollup_from_row(row: Row[Any]) -> Rollup:
     return Rollup(*row[ROLLUP_FIELDS])
 
 
+_ROLLUP_COLUMNS = ", ".join(f"r.{c.name}" for c in t.usage_rollups.c)
 # SQLite: the ids go in as JSON arrays, each subscription's probing the primary key. One text
 # for any number of ids: an IN list would be rendered, and the statement prepared, anew for
 # each length.
-_ROLLUPS_FROM = text(
-    f"SELECT {', '.join(f'r.{c.name}' for c in t.usage_rollups.c)} FROM json_each(:subscriptions)"
+_ROLLUPS_FROM_SQLITE = text(
+    f"SELECT {_ROLLUP_COLUMNS} FROM json_each(:subscriptions)"
     " AS s CROSS JOIN usage_rollups AS r"  # CROSS: the ids drive
     " WHERE r.organization_id = :organization_id AND r.subscription_id = s.value"
     " AND r.meter_id IN (SELECT value FROM json_each(:meters))"
@@ -272,7 +273,6 @@ _ROLLUPS_FROM = text(
 # PostgreSQL: one probe of the primary key per subscription. With `subscription_id IN (...)` or
 # `= ANY(...)` the planner, short of statistics on a growing table, may scan every rollup of the
 # organization and filter: a cost that grows with the organization, paid on every write.
-_ROLLUP_COLUMNS = ", ".join(f"r.{c.name}" for c in t.usage_rollups.c)
 _ROLLUPS_FROM_PG = text(
     f"SELECT {_ROLLUP_COLUMNS} FROM unnest(CAST(:subscriptions AS varchar[])) AS s(id)"
     " CROSS JOIN LATERAL (SELECT * FROM usage_rollups AS r"
@@ -296,7 +296,7 @@ def rollup_rows(
     """`usage_rollups` rows of these subscriptions and meters, for periods starting from
     `from_us` through `through_us`."""
     pg = conn.dialect.name == "postgresql"
-    statement = _ROLLUPS_FROM_PG if pg else _ROLLUPS_FROM
+    statement = _ROLLUPS_FROM_PG if pg else _ROLLUPS_FROM_SQLITE
     ids = text_array if pg else json_array
     meter_ids = ids(meters)  # the same for every chunk
     for part in _chunks(subscriptions):
