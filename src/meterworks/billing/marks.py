@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from meterworks.billing.model import InvoiceKind, InvoiceStatus
 from meterworks.billing.store import chunks
 from meterworks.db import tables as t
-from meterworks.db.dialect import excluded, json_array, json_values, upsert
+from meterworks.db.dialect import Listed, excluded, upsert
 from meterworks.kit.instants import to_micros
 from meterworks.usage.ingest import NewEvent
 from meterworks.usage.ledger import known_hashes
@@ -37,19 +37,16 @@ def finalized_through(
     Periods are finalized in order, so an instant before it lies in a finalized period.
     """
     found: dict[str, int] = {}
-    sqlite = conn.dialect.name == "sqlite"
     for part in chunks(list(subscription_ids)):
-        for row in conn.execute(
-            _FINALIZED_THROUGH_SQLITE if sqlite else _FINALIZED_THROUGH,
-            {"organization_id": organization_id, "ids": json_array(part) if sqlite else part},
-        ):
+        for row in _FINALIZED_THROUGH.execute(conn, part, {"organization_id": organization_id}):
             found[row.subscription_id] = to_micros(row.through)
     return found
 
 
 # Built once: the writer runs it on every commit and ingestion's guard on every call.
-def _finalized_through(ids: Any) -> Any:
-    return (
+_FINALIZED_THROUGH = Listed(
+    "ids",
+    lambda ids: (
         select(INV.subscription_id, func.max(INV.period_end).label("through"))
         .where(
             INV.organization_id == bindparam("organization_id"),
@@ -58,11 +55,8 @@ def _finalized_through(ids: Any) -> Any:
             INV.status != InvoiceStatus.DRAFT.value,
         )
         .group_by(INV.subscription_id)
-    )
-
-
-_FINALIZED_THROUGH = _finalized_through(bindparam("ids", expanding=True))
-_FINALIZED_THROUGH_SQLITE = _finalized_through(json_values("ids"))
+    ),
+)
 _POLICY = select(t.organizations.c.late_usage_policy).where(
     t.organizations.c.id == bindparam("organization_id")
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -11,8 +11,9 @@ from psycopg import postgres
 from psycopg.adapt import Dumper
 from sqlalchemy import ColumnElement, Select, Table, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import NullType
 
@@ -69,6 +70,24 @@ def json_values(name: str) -> Select[tuple[Any]]:
     `name` (`json_array`). `column IN` it is one statement text for any number of values: an IN
     list is rendered, and the statement prepared, anew for every length."""
     return select(func.json_each(bindparam(name)).table_valued("value").c.value)
+
+
+class Listed:
+    """A statement over one list of ids, built once for each dialect by `make` (given what the
+    ids are to be compared with: `column.in_(it)`). On SQLite the list goes as one JSON array
+    (`json_values`); elsewhere as an expanding IN list."""
+
+    def __init__(self, name: str, make: Callable[[Any], Executable]) -> None:
+        self._name = name
+        self._expanding = make(bindparam(name, expanding=True))
+        self._sqlite = make(json_values(name))
+
+    def execute(
+        self, conn: Connection, values: Iterable[str], parameters: dict[str, Any]
+    ) -> CursorResult[Any]:
+        if conn.dialect.name == "sqlite":
+            return conn.execute(self._sqlite, {**parameters, self._name: json_array(values)})
+        return conn.execute(self._expanding, {**parameters, self._name: list(values)})
 
 
 def one_of(conn: Connection, column: ColumnElement[Any], values: Sequence[str]) -> Any:

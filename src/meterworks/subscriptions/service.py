@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection, Row
 from meterworks.catalog.plans import get_plan
 from meterworks.customers.service import get_customer
 from meterworks.db import tables as t
-from meterworks.db.dialect import json_array, json_values
+from meterworks.db.dialect import Listed
 from meterworks.errors import Conflict, InvalidInput, NotFound
 from meterworks.kit.clock import ensure_utc
 from meterworks.kit.ids import new_id
@@ -178,23 +178,26 @@ _BY_ID = _joined().where(
     t.subscriptions.c.organization_id == bindparam("organization_id"),
     t.subscriptions.c.id == bindparam("subscription_id"),
 )
-_BY_IDS = _joined().where(
-    t.subscriptions.c.organization_id == bindparam("organization_id"),
-    t.subscriptions.c.id.in_(bindparam("ids", expanding=True)),
+_BY_IDS = Listed(
+    "ids",
+    lambda ids: _joined().where(
+        t.subscriptions.c.organization_id == bindparam("organization_id"),
+        t.subscriptions.c.id.in_(ids),
+    ),
 )
-_BY_IDS_SQLITE = _joined().where(
-    t.subscriptions.c.organization_id == bindparam("organization_id"),
-    t.subscriptions.c.id.in_(json_values("ids")),
+_OF_CUSTOMERS = Listed(
+    "ids",
+    lambda ids: _joined().where(
+        t.subscriptions.c.organization_id == bindparam("organization_id"),
+        t.subscriptions.c.customer_id.in_(ids),
+    ),
 )
-
-
-_OF_CUSTOMERS = _joined().where(
-    t.subscriptions.c.organization_id == bindparam("organization_id"),
-    t.subscriptions.c.customer_id.in_(bindparam("ids", expanding=True)),
-)
-_PLAN_METERS = select(t.plan_meters.c.plan_id, t.plan_meters.c.meter_id).where(
-    t.plan_meters.c.organization_id == bindparam("organization_id"),
-    t.plan_meters.c.plan_id.in_(bindparam("ids", expanding=True)),
+_PLAN_METERS = Listed(
+    "ids",
+    lambda ids: select(t.plan_meters.c.plan_id, t.plan_meters.c.meter_id).where(
+        t.plan_meters.c.organization_id == bindparam("organization_id"),
+        t.plan_meters.c.plan_id.in_(ids),
+    ),
 )
 
 
@@ -210,11 +213,7 @@ def subscriptions_by_id(
             _BY_ID, {"organization_id": organization_id, "subscription_id": only}
         ).first()
         return {} if row is None else {row.id: subscription_from_row(row)}
-    sqlite = conn.dialect.name == "sqlite"
-    rows = conn.execute(
-        _BY_IDS_SQLITE if sqlite else _BY_IDS,
-        {"organization_id": organization_id, "ids": json_array(ids) if sqlite else list(ids)},
-    ).all()
+    rows = _BY_IDS.execute(conn, ids, {"organization_id": organization_id}).all()
     return {row.id: subscription_from_row(row) for row in rows}
 
 
@@ -257,15 +256,15 @@ def subscriptions_charging(
     """Per customer: its subscriptions with the meter ids each one's plan charges."""
     if not customer_ids:
         return {}
-    rows = conn.execute(
-        _OF_CUSTOMERS, {"organization_id": organization_id, "ids": sorted(customer_ids)}
+    rows = _OF_CUSTOMERS.execute(
+        conn, sorted(customer_ids), {"organization_id": organization_id}
     ).all()
     subs = [subscription_from_row(row) for row in rows]
     plan_ids = {s.plan_id for s in subs}
     meters_of: dict[str, set[str]] = {}
     if plan_ids:
-        for row in conn.execute(
-            _PLAN_METERS, {"organization_id": organization_id, "ids": sorted(plan_ids)}
+        for row in _PLAN_METERS.execute(
+            conn, sorted(plan_ids), {"organization_id": organization_id}
         ):
             meters_of.setdefault(row.plan_id, set()).add(row.meter_id)
     result: dict[str, list[tuple[Subscription, set[str]]]] = {}

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from meterworks.catalog.meters import Aggregation, Meter, meters_by_ref
 from meterworks.db import tables as t
+from meterworks.db.dialect import Listed
 from meterworks.errors import InvalidInput
 from meterworks.kit.decimals import plain_trimmed
 from meterworks.kit.instants import from_micros, to_micros
@@ -220,15 +221,21 @@ def check_quantity(
 
 
 # Built once (single-event calls run them on every request).
-_BY_EXTERNAL_IDS = select(t.customers.c.id, t.customers.c.external_id).where(
-    t.customers.c.organization_id == bindparam("organization_id"),
-    t.customers.c.external_id.in_(bindparam("ids", expanding=True)),
-    t.customers.c.deleted_at.is_(None),
+_BY_EXTERNAL_IDS = Listed(
+    "ids",
+    lambda ids: select(t.customers.c.id, t.customers.c.external_id).where(
+        t.customers.c.organization_id == bindparam("organization_id"),
+        t.customers.c.external_id.in_(ids),
+        t.customers.c.deleted_at.is_(None),
+    ),
 )
-_LIVE_CUSTOMERS = select(t.customers.c.id).where(
-    t.customers.c.organization_id == bindparam("organization_id"),
-    t.customers.c.id.in_(bindparam("ids", expanding=True)),
-    t.customers.c.deleted_at.is_(None),
+_LIVE_CUSTOMERS = Listed(
+    "ids",
+    lambda ids: select(t.customers.c.id).where(
+        t.customers.c.organization_id == bindparam("organization_id"),
+        t.customers.c.id.in_(ids),
+        t.customers.c.deleted_at.is_(None),
+    ),
 )
 
 
@@ -277,16 +284,16 @@ def prepare_batch(
     external_ids = {d.external_customer_id for d in drafts if d.external_customer_id}
     by_external: dict[str, str] = {}
     if external_ids:
-        for row in conn.execute(
-            _BY_EXTERNAL_IDS, {"organization_id": organization_id, "ids": sorted(external_ids)}
+        for row in _BY_EXTERNAL_IDS.execute(
+            conn, sorted(external_ids), {"organization_id": organization_id}
         ):
             by_external[row.external_id] = row.id
     known_customers = set(by_external.values())
     if customer_ids:
         known_customers.update(
             row.id
-            for row in conn.execute(
-                _LIVE_CUSTOMERS, {"organization_id": organization_id, "ids": sorted(customer_ids)}
+            for row in _LIVE_CUSTOMERS.execute(
+                conn, sorted(customer_ids), {"organization_id": organization_id}
             )
         )
     candidates = subscriptions_charging(
