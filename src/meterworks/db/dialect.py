@@ -73,8 +73,8 @@ def json_values(name: str) -> Select[tuple[Any]]:
 
 
 class Listed:
-    """A statement over one list of ids, built once for each dialect by `make` (given what the
-    ids are to be compared with: `column.in_(it)`). On SQLite the list goes as one JSON array
+    """A statement over one list of ids, built once for each dialect: `make` is given what
+    stands for the list, as in `column.in_(ids)`. On SQLite the list goes as one JSON array
     (`json_values`); elsewhere as an expanding IN list."""
 
     def __init__(self, name: str, make: Callable[[Any], Executable]) -> None:
