@@ -108,12 +108,18 @@ def _json(model: BaseModel) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
 
+async def _reader(context: AppContext, scope: Scope, match: re.Match[str]) -> tuple[str, str]:
+    """(organization, subscription id) of a subscription's read, checked in its route's order:
+    the id's text, then the key."""
+    subscription_id = match.group(1)
+    check_text(subscription_id, "subscription_id")
+    return await _organization(context, scope), subscription_id
+
+
 async def _usage(
     context: AppContext, scope: Scope, receive: Receive, match: re.Match[str]
 ) -> Response:
-    subscription_id = match.group(1)
-    check_text(subscription_id, "subscription_id")
-    organization_id = await _organization(context, scope)
+    organization_id, subscription_id = await _reader(context, scope, match)
     return _json(
         await run_read(context, lambda: usage_of(context, organization_id, subscription_id, None))
     )
@@ -122,9 +128,7 @@ async def _usage(
 async def _preview(
     context: AppContext, scope: Scope, receive: Receive, match: re.Match[str]
 ) -> Response:
-    subscription_id = match.group(1)
-    check_text(subscription_id, "subscription_id")
-    organization_id = await _organization(context, scope)
+    organization_id, subscription_id = await _reader(context, scope, match)
     service = billing(context)
     document = await run_read(
         context, lambda: service.stored_preview(organization_id, subscription_id)
