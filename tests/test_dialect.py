@@ -21,6 +21,14 @@ AWKWARD = [
 ]  # fmt: skip
 
 
+# Lists to match against the table, each a case of both ways of passing a list.
+WANTED = pytest.mark.parametrize(
+    "wanted",
+    [["a"], ["a,b"], ['"a"', "\\"], ["NULL", ""], ['x"},{"y', "{}", " a "], AWKWARD, []],
+    ids=["plain", "comma", "quote-backslash", "null-empty", "braces-spaces", "all", "none"],
+)
+
+
 @pytest.fixture
 def names(database: Database) -> Iterator[Table]:
     table = Table(f"dialect_probe_{secrets.token_hex(4)}", MetaData(), Column("name", String(40)))
@@ -33,11 +41,7 @@ def names(database: Database) -> Iterator[Table]:
         table.drop(database.engine)
 
 
-@pytest.mark.parametrize(
-    "wanted",
-    [["a"], ["a,b"], ['"a"', "\\"], ["NULL", ""], ['x"},{"y', "{}", " a "], AWKWARD, []],
-    ids=["plain", "comma", "quote-backslash", "null-empty", "braces-spaces", "all", "none"],
-)
+@WANTED
 def test_one_of_matches_exactly_the_values_asked_for(
     database: Database, names: Table, wanted: list[str]
 ) -> None:
@@ -61,11 +65,7 @@ def test_an_array_text_reads_back_as_the_same_strings(database: Database) -> Non
             assert back == values
 
 
-@pytest.mark.parametrize(
-    "wanted",
-    [["a"], ["a,b"], ['"a"', "\\"], ["NULL", ""], ['x"},{"y', "{}", " a "], AWKWARD, []],
-    ids=["plain", "comma", "quote-backslash", "null-empty", "braces-spaces", "all", "none"],
-)
+@WANTED
 def test_a_json_array_parameter_matches_exactly_the_values_asked_for(
     database: Database, names: Table, wanted: list[str]
 ) -> None:
