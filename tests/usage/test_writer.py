@@ -143,6 +143,54 @@ def test_small_batches_queued_together_are_validated_together_and_each_answered_
     assert api.quantities(sub) == {meter: "9"}
 
 
+def test_callers_on_an_event_loop_are_answered_together_each_with_their_own_answer(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    setup = api.metered("sum")
+    sub, meter = setup.id, setup.key("sum")
+    batches = [
+        [event("a1", subscription_id=sub, meter=meter, quantity=2)],
+        [event("b1", subscription_id=sub, meter="no-such-meter", quantity=1)],
+        [event("c1", subscription_id=sub, meter=meter, quantity=3)],
+        # A replay of the first call's event: a duplicate within the same group.
+        [event("a1", subscription_id=sub, meter=meter, quantity=2)],
+    ]
+    handed_over: list[str] = []
+
+    async def callers(usage: UsageService, let_go: Callable[[], None]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        own = loop.call_soon_threadsafe
+
+        def counted(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            handed_over.append(threading.current_thread().name)
+            return own(callback, *args, **kwargs)
+
+        monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
+        calls = [
+            asyncio.ensure_future(usage.record_async(api.org.id, batch, source="native"))
+            for batch in batches
+        ]
+        await asyncio.sleep(0.05)  # every call is in the writer's queue
+        let_go()
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    with held_writer(api, monkeypatch) as (usage, let_go):
+        monkeypatch.setattr(usage_service, "COMMIT_TIMEOUT_S", 30.0)
+        answers = asyncio.run(callers(usage, let_go))
+        assert usage.writer.commits == 2  # the held job's, then the group's
+    first, refused, last, replay = answers
+    assert (first.accepted, first.duplicates) == (1, 0)
+    assert isinstance(refused, InvalidInput)
+    assert [(d["index"], d["code"]) for d in refused.details] == [(0, "meter_not_found")]
+    assert (last.accepted, last.duplicates) == (1, 0)
+    assert (replay.accepted, replay.duplicates) == (0, 1)
+    # The writer woke the callers' loop once for the four of them.
+    assert handed_over.count("ledger-writer") == 1
+    assert api.quantities(sub) == {meter: "5"}
+
+
 def test_valid_small_batches_validated_together_each_get_their_own_events(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

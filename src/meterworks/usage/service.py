@@ -109,20 +109,33 @@ class UsageService:
     async def record_async(
         self, organization_id: str, raw_events: Any, *, source: str, rebuild_view: bool = True
     ) -> IngestResult:
-        future = self._submit_small(organization_id, raw_events, source, rebuild_view)
+        # The writer wakes this loop once for all its callers in a group (writer._answer).
+        waiter: asyncio.Future[BatchOutcome] = asyncio.get_running_loop().create_future()
+        future = self._submit_small(organization_id, raw_events, source, rebuild_view, waiter)
         if future is None:
             events = await asyncio.to_thread(
                 self.prepare, organization_id, raw_events, source=source
             )
-            future = self.writer.submit_events(organization_id, events, rebuild_view=rebuild_view)
+            future = self.writer.submit_events(
+                organization_id, events, rebuild_view=rebuild_view, waiter=waiter
+            )
         try:
-            outcome = await asyncio.wait_for(asyncio.wrap_future(future), COMMIT_TIMEOUT_S)
+            outcome = await asyncio.wait_for(waiter, COMMIT_TIMEOUT_S)
         except TimeoutError as exc:
+            future.cancel()  # not written, if the writer has not begun it
             raise _not_committed() from exc
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         return _result(outcome)
 
     def _submit_small(
-        self, organization_id: str, raw_events: Any, source: str, rebuild_view: bool
+        self,
+        organization_id: str,
+        raw_events: Any,
+        source: str,
+        rebuild_view: bool,
+        waiter: asyncio.Future[BatchOutcome] | None = None,
     ) -> Future[BatchOutcome] | None:
         """A small batch, handed to the writer to validate and append; None for the others."""
         if not isinstance(raw_events, list) or not 0 < len(raw_events) <= VALIDATED_BY_WRITER:
@@ -133,6 +146,7 @@ class UsageService:
             source=source,
             validate=self.validate_together,
             rebuild_view=rebuild_view,
+            waiter=waiter,
         )
 
     def validate_together(

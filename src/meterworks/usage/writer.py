@@ -15,6 +15,8 @@ batches are validated in request threads beforehand, in parallel, and only store
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -68,6 +70,9 @@ class _Append:
     # Set where validation refused the batch: it is answered so and writes nothing.
     refused: MeterworksError | None = None
     future: Future[BatchOutcome] = field(default_factory=Future)
+    # A caller awaiting on an event loop: woken with the answer, with the rest of its group
+    # (`_answer`).
+    waiter: asyncio.Future[BatchOutcome] | None = None
 
 
 # A job returns its answer and the subscriptions whose usage it changed: their ids, or a map
@@ -80,6 +85,7 @@ class _Job:
     organization_id: str
     run: Job
     future: Future[Any] = field(default_factory=Future)
+    waiter: asyncio.Future[Any] | None = None
 
 
 _STOP = object()
@@ -152,9 +158,17 @@ class LedgerWriter:
                 pass
 
     def submit_events(
-        self, organization_id: str, events: list[NewEvent], *, rebuild_view: bool = True
+        self,
+        organization_id: str,
+        events: list[NewEvent],
+        *,
+        rebuild_view: bool = True,
+        waiter: asyncio.Future[BatchOutcome] | None = None,
     ) -> Future[BatchOutcome]:
-        item = _Append(organization_id, events, rebuild_view, len(events))
+        """Append a validated batch. The answer settles the returned future, and `waiter`
+        too, where given (a caller on an event loop); cancelling the returned future before
+        the write begins withdraws the batch."""
+        item = _Append(organization_id, events, rebuild_view, len(events), waiter=waiter)
         self._enqueue(item)
         return item.future
 
@@ -166,14 +180,18 @@ class LedgerWriter:
         source: str,
         validate: Validate,
         rebuild_view: bool = True,
+        waiter: asyncio.Future[BatchOutcome] | None = None,
     ) -> Future[BatchOutcome]:
-        """Validate a batch of raw events and append it, in one transaction.
+        """Validate a batch of raw events and append it, in one transaction; answered as
+        `submit_events`.
 
         The batches of one organization and source that a group gathers are validated together
         (`validate`), so their lookups are made once, on the writer's connection.
         """
         unprepared = _Unprepared(raw_events, source, validate)
-        item = _Append(organization_id, [], rebuild_view, len(raw_events), unprepared)
+        item = _Append(
+            organization_id, [], rebuild_view, len(raw_events), unprepared, waiter=waiter
+        )
         self._enqueue(item)
         return item.future
 
@@ -232,8 +250,7 @@ class LedgerWriter:
             results = self._write(group)
         except Unavailable as exc:
             self._note_if_slow(group, started)
-            for item in group:
-                item.future.set_exception(exc)
+            _answer(group, [(False, exc)] * len(group))
             return
         except Exception as exc:
             self._note_if_slow(group, started)
@@ -243,17 +260,12 @@ class LedgerWriter:
                     self._commit([item])
                 return
             log.exception("ledger write failed")
-            group[0].future.set_exception(
-                exc if isinstance(exc, MeterworksError) else Unavailable("the write failed")
-            )
+            failure = exc if isinstance(exc, MeterworksError) else Unavailable("the write failed")
+            _answer(group, [(False, failure)])
             return
         self._note_if_slow(group, started)
         self.commits += 1
-        for item, (ok, value) in zip(group, results, strict=True):
-            if ok:
-                item.future.set_result(value)
-            else:
-                item.future.set_exception(value)
+        _answer(group, results)
 
     def _join_waiting(self, group: list[_Append | _Job]) -> None:
         """Add to the group, in place, what reached the queue while it waited for the write
@@ -380,6 +392,34 @@ def _validate(conn: Connection, group: list[_Append | _Job]) -> None:
                 item.refused = outcome
             else:
                 item.events = outcome
+
+
+def _answer(group: list[_Append | _Job], results: list[tuple[bool, Any]]) -> None:
+    """Settle each call of a group with its (ok, answer or error). The callers awaiting on an
+    event loop are woken together, one hand-over to each loop for the whole group: a hand-over
+    per call (`asyncio.wrap_future`) cost the loop about as much again as the call's answer."""
+    woken: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    for item, (ok, value) in zip(group, results, strict=True):
+        if ok:
+            item.future.set_result(value)
+        else:
+            item.future.set_exception(value)
+        if item.waiter is not None:
+            woken.setdefault(item.waiter.get_loop(), []).append((item.waiter, ok, value))
+    for loop, answers in woken.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: its callers are gone
+            loop.call_soon_threadsafe(_wake, answers)
+
+
+def _wake(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """On the callers' loop: hand each waiter its answer, unless its caller gave up."""
+    for waiter, ok, value in answers:
+        if waiter.done():
+            continue
+        if ok:
+            waiter.set_result(value)
+        else:
+            waiter.set_exception(value)
 
 
 def _note_changes(into: dict[str, int], changes: Iterable[tuple[str, int]]) -> None:
