@@ -369,6 +369,36 @@ def test_requests_that_cannot_run_are_400(server: RunningServer, org: IsolatedOr
         assert ledger_rows(server, org.id) == 0
 
 
+def test_a_document_is_validated_once_per_text_and_refused_alike_every_time(
+    server: RunningServer, org: IsolatedOrganization, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meterworks.facades.salesbricks import schema as usage_schema
+
+    validated: list[str] = []
+    validate = usage_schema.validate_document
+
+    def counted(*args: Any) -> Any:
+        validated.append(args[1].loc.source.body)
+        return validate(*args)
+
+    monkeypatch.setattr(usage_schema, "validate_document", counted)
+    monkeypatch.setattr(usage_schema, "_validated", {})
+    server.clock.set(at("2025-01-03T12:00:00Z"))
+    unknown = {"query": "mutation { decrementCounter { success } }"}
+    with company(server, org) as sb:
+        for count in (1, 2, 3):
+            success(increment(sb, "2025-01-03T09:00:00Z", count), "incrementCounter")
+            response = sb.client.post(USAGE, json=unknown)
+            assert response.status_code == 400, response.text
+            (error,) = response.json()["errors"]
+            assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+            assert "decrementCounter" in error["message"]
+        assert native_quantity(org, sb.subscription_id, sb.counter_id, "2025-01-15T00:00:00Z") == (
+            "6"
+        )
+    assert validated == [INCREMENT, unknown["query"]]
+
+
 def test_the_query_root_is_harmless(server: RunningServer, org: IsolatedOrganization) -> None:
     with company(server, org) as sb:
         response = sb.client.post(USAGE, json={"query": "{ ping }"})

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import ParserCache, SchemaExtension
+from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
 from meterworks.api.context import AppContext
@@ -107,12 +109,40 @@ class UsageSchema(strawberry.Schema):
         return None
 
 
+# Documents remembered by each cache: past it, one starts again empty.
+_REMEMBERED_DOCUMENTS = 256
+_validated: dict[tuple[str, tuple[Any, ...]], list[GraphQLError]] = {}
+
+
+class _ValidatedByText(SchemaExtension):
+    """Validates each distinct document text once, as Strawberry's `ValidationCache` does, but
+    finds it by the text the document was parsed from (`ParserCache` gives the same document for
+    the same text). `ValidationCache` finds it by the parsed document, whose hash walks the whole
+    syntax tree anew on every call: about a fifth of an `incrementCounter` call's time."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.query is not None
+        assert context.graphql_document is not None
+        key = (context.query, context.validation_rules)
+        errors = _validated.get(key)
+        if errors is None:
+            errors = validate_document(
+                context.schema._schema, context.graphql_document, context.validation_rules
+            )
+            if len(_validated) >= _REMEMBERED_DOCUMENTS:
+                _validated.clear()
+            _validated[key] = errors
+        context.pre_execution_errors = errors
+        yield
+
+
 # Clients send the same document with new variables on every call: parsing and validating it
 # once per distinct text, not per request, keeps the answers and saves most of GraphQL's cost.
 schema = UsageSchema(
     query=Query,
     mutation=Mutation,
-    extensions=[lambda: ParserCache(maxsize=256), lambda: ValidationCache(maxsize=256)],
+    extensions=[lambda: ParserCache(maxsize=_REMEMBERED_DOCUMENTS), _ValidatedByText],
 )
 
 
