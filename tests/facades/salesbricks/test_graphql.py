@@ -399,6 +399,35 @@ def test_a_document_is_validated_once_per_text_and_refused_alike_every_time(
     assert validated == [INCREMENT, unknown["query"]]
 
 
+def test_a_usage_call_leaves_nothing_for_the_garbage_collector(
+    server: RunningServer, org: IsolatedOrganization
+) -> None:
+    import gc
+
+    from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+    server.clock.set(at("2025-01-03T12:00:00Z"))
+    with company(server, org) as sb:
+        success(increment(sb, "2025-01-03T09:00:00Z", 1), "incrementCounter")  # warmed up
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for count in (2, 3, 4):
+                success(increment(sb, "2025-01-03T09:00:00Z", count), "incrementCounter")
+            gc.collect()
+            executors = [
+                o for o in gc.garbage if isinstance(o, StrawberryGraphQLCoreExecutionContext)
+            ]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+        # Each call's executor was freed as the call ended, not left in a reference cycle.
+        assert executors == []
+        assert native_quantity(org, sb.subscription_id, sb.counter_id, "2025-01-15T00:00:00Z") == (
+            "10"
+        )
+
+
 def test_the_query_root_is_harmless(server: RunningServer, org: IsolatedOrganization) -> None:
     with company(server, org) as sb:
         response = sb.client.post(USAGE, json={"query": "{ ping }"})

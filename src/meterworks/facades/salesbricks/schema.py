@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import ParserCache, SchemaExtension
-from strawberry.schema.schema import validate_document
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, validate_document
 from strawberry.types import ExecutionContext
 
 from meterworks.api.context import AppContext
@@ -138,12 +138,37 @@ class _ValidatedByText(SchemaExtension):
         yield
 
 
+class _Released(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor keeps helpers bound to itself (`async_helpers`), a reference
+    cycle: each call's executor, with its variables and results (about 43 objects), waited for
+    the garbage collector, whose collections paused every call in flight (5–19 ms). The helpers
+    are dropped once the operation has run, and the rest is freed on the spot. Should a later
+    graphql-core name them otherwise, nothing is dropped, and the collector frees them as before."""
+
+    def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        result = super().execute_operation(*args, **kwargs)
+        if self.is_awaitable(result):
+            return self._released(result)
+        self._release()
+        return result
+
+    async def _released(self, result: Awaitable[Any]) -> Any:
+        try:
+            return await result
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        vars(self).pop("async_helpers", None)
+
+
 # Clients send the same document with new variables on every call: parsing and validating it
 # once per distinct text, not per request, keeps the answers and saves most of GraphQL's cost.
 schema = UsageSchema(
     query=Query,
     mutation=Mutation,
     extensions=[lambda: ParserCache(maxsize=_REMEMBERED_DOCUMENTS), _ValidatedByText],
+    execution_context_class=_Released,
 )
 
 
