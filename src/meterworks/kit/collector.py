@@ -12,13 +12,13 @@ from __future__ import annotations
 import gc
 
 # A young collection every 10,000 container allocations (net of those freed); each older one
-# ten times rarer. Not rarer: what a collection costs is mostly the garbage it frees. A
-# Salesbricks call leaves about 43 objects in reference cycles (graphql-core's executor holds
-# helpers bound to itself), which only a collection frees, at 1–3 µs each. Every 10,000
-# allocations a collection freed about 6,000 of them in 5–19 ms; every 100,000, about 80,000
-# in 94–145 ms, a pause every call in flight waits out (Salesbricks alone: p99 86 and 119 ms,
-# against 120–167 ms in four runs). Batched ingestion would save 2–5 % of its CPU with the
-# rarer collections.
+# ten times rarer. Not rarer: what a collection costs is mostly the garbage it frees, and a
+# collection pauses every call in flight. Garbage in reference cycles is freed only so, at
+# 1–3 µs an object: Salesbricks calls left 43 objects each until their executor was freed on
+# the spot (facades/salesbricks/schema.py). Every 10,000 allocations a collection then freed
+# about 6,000 of them in 5–19 ms; every 100,000, about 80,000 in 94–145 ms (Salesbricks alone:
+# p99 86 and 119 ms, against 120–167 ms in four runs). Batched ingestion would save 2–5 % of
+# its CPU with the rarer collections.
 THRESHOLDS = (10_000, 10, 10)
 
 
