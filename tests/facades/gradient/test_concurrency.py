@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
 
 import httpx
+import pytest
 
+from meterworks.facades.gradient import integration
+from meterworks.kit.instants import format_instant
 from tests.facades.gradient.support import Vendor, ledger, ledger_rows, mapped_account, usage
 
 CALLS = 16
@@ -27,6 +33,36 @@ def test_concurrent_unit_counts_each_land_once(vendor: Vendor) -> None:
     # The level is the last set in ledger order, whichever call that was.
     last = ledger(vendor)[-1][1]
     assert usage(vendor, mapping.subscription_id, mapping.service_id) == last
+
+
+def test_concurrent_unit_counts_within_a_second_record_the_sync_time_once(
+    vendor: Vendor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mapping = mapped_account(vendor)
+    path = f"/service/{mapping.service_id}/count"
+    recorded: list[datetime] = []
+    record = integration.mark_synced
+
+    def slow(db: Any, organization_id: str, at: datetime) -> None:
+        recorded.append(at)
+        time.sleep(0.3)  # as while another process's writer holds the write turn
+        record(db, organization_id, at)
+
+    monkeypatch.setattr(integration, "mark_synced", slow)
+
+    def send(units: int) -> int:
+        body = {"accountId": "acct-1", "unitCount": units}
+        return vendor.client.post(path, json=body).status_code
+
+    with ThreadPoolExecutor(CALLS) as pool:
+        statuses = list(pool.map(send, range(1, CALLS + 1)))
+
+    assert statuses == [201] * CALLS
+    assert ledger_rows(vendor) == CALLS
+    # The server's clock stands still: every count falls within the first one's second.
+    assert recorded == [vendor.server.clock.now()]
+    shown = vendor.client.get("/organization").json()["lastSyncedAt"]
+    assert shown == format_instant(vendor.server.clock.now())
 
 
 def test_concurrent_account_syncs_create_each_account_once(vendor: Vendor) -> None:
