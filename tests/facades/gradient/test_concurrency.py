@@ -17,16 +17,21 @@ from tests.facades.gradient.support import Vendor, ledger, ledger_rows, mapped_a
 CALLS = 16
 
 
-def test_concurrent_unit_counts_each_land_once(vendor: Vendor) -> None:
-    mapping = mapped_account(vendor)
-    path = f"/service/{mapping.service_id}/count"
+def concurrent_counts(vendor: Vendor, service_id: str) -> list[int]:
+    """The statuses of CALLS unit counts of acct-1 (1 to CALLS units), sent all at once."""
+    path = f"/service/{service_id}/count"
 
     def send(units: int) -> int:
         body = {"accountId": "acct-1", "unitCount": units}
         return vendor.client.post(path, json=body).status_code
 
     with ThreadPoolExecutor(CALLS) as pool:
-        statuses = list(pool.map(send, range(1, CALLS + 1)))
+        return list(pool.map(send, range(1, CALLS + 1)))
+
+
+def test_concurrent_unit_counts_each_land_once(vendor: Vendor) -> None:
+    mapping = mapped_account(vendor)
+    statuses = concurrent_counts(vendor, mapping.service_id)
 
     assert statuses == [201] * CALLS
     assert ledger_rows(vendor) == CALLS
@@ -39,7 +44,6 @@ def test_concurrent_unit_counts_within_a_second_record_the_sync_time_once(
     vendor: Vendor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mapping = mapped_account(vendor)
-    path = f"/service/{mapping.service_id}/count"
     recorded: list[datetime] = []
     record = integration.mark_synced
 
@@ -49,13 +53,7 @@ def test_concurrent_unit_counts_within_a_second_record_the_sync_time_once(
         record(db, organization_id, at)
 
     monkeypatch.setattr(integration, "mark_synced", slow)
-
-    def send(units: int) -> int:
-        body = {"accountId": "acct-1", "unitCount": units}
-        return vendor.client.post(path, json=body).status_code
-
-    with ThreadPoolExecutor(CALLS) as pool:
-        statuses = list(pool.map(send, range(1, CALLS + 1)))
+    statuses = concurrent_counts(vendor, mapping.service_id)
 
     assert statuses == [201] * CALLS
     assert ledger_rows(vendor) == CALLS
