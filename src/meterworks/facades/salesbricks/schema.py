@@ -109,7 +109,8 @@ class UsageSchema(strawberry.Schema):
         return None
 
 
-# Documents remembered by each cache: past it, one starts again empty.
+# Documents each cache remembers: past it, `ParserCache` drops the least recently used one and
+# `_validated` starts again empty.
 _REMEMBERED_DOCUMENTS = 256
 _validated: dict[tuple[str, tuple[Any, ...]], list[GraphQLError]] = {}
 
