@@ -118,15 +118,24 @@ class Database:
 
     @contextmanager
     def transaction(
-        self, *, holding: AbstractContextManager[Any] | None = None
+        self,
+        *,
+        holding: AbstractContextManager[Any] | None = None,
+        on: Connection | None = None,
     ) -> Iterator[Connection]:
         """One unit of work: commits on success, rolls back on any error.
 
         `holding` (a lock, say) is entered once it is this transaction's turn to write, and left
-        after the commit."""
+        after the commit. `on`, where given, is a connection from `connect` to run it on (one
+        that holds what was made ready for it beforehand); by default, one from the pool."""
         try:
-            with self._writers.turn(), holding or nullcontext(), self.engine.begin() as conn:
-                yield conn
+            with self._writers.turn(), holding or nullcontext():
+                if on is None:
+                    with self.engine.begin() as conn:
+                        yield conn
+                else:
+                    with on.begin():
+                        yield on
         except OperationalError as exc:
             raise Unavailable("the database is not available, retry later") from exc
         except IntegrityError as exc:
@@ -140,6 +149,16 @@ class Database:
             if exc.connection_invalidated:
                 raise Unavailable("the database connection was lost, retry later") from exc
             raise
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection of the writing engine, outside any transaction: for work to be done on
+        it before its `transaction(on=...)` takes the turn to write."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise Unavailable("the database is not available, retry later") from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

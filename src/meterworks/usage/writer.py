@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,7 +34,7 @@ from meterworks.errors import MeterworksError, Unavailable
 from meterworks.kit.clock import Clock
 from meterworks.kit.instants import to_micros
 from meterworks.usage.ingest import NewEvent
-from meterworks.usage.ledger import BatchOutcome, append
+from meterworks.usage.ledger import BatchOutcome, append, sent_before, stage, unstage
 
 log = logging.getLogger("meterworks.writer")
 
@@ -73,6 +74,8 @@ class _Append:
     # A caller awaiting on an event loop: woken with the answer, with the rest of its group
     # (`_answer`).
     waiter: asyncio.Future[BatchOutcome] | None = None
+    # Where its rows were staged on the writer's connection (`ledger.stage`); None if not.
+    staged_at: int | None = None
 
 
 # A job returns its answer and the subscriptions whose usage it changed: their ids, or a map
@@ -93,6 +96,10 @@ _STOP = object()
 SLOW_WRITE_S = 10.0
 # Calls that arrive while a group waits for its turn join it until it holds this many events.
 JOIN_EVENTS = 1_000
+# On SQLite, a group of at least this many validated events has its rows staged before it waits
+# for the write turn (`ledger.stage`). A smaller one's rows cost less to write in the turn than
+# the staging's own statements.
+STAGED_FROM = 500
 
 
 class LedgerWriter:
@@ -306,7 +313,48 @@ class LedgerWriter:
         )
 
     def _write(self, group: list[_Append | _Job]) -> list[tuple[bool, Any]]:
-        with self.db.transaction(holding=self._writing) as conn:
+        """Write the group in one transaction; on SQLite, a large group's rows are staged on
+        the transaction's connection first, while another writer may hold the turn."""
+        appends: list[_Append] = []
+        for item in group:
+            if isinstance(item, _Append):
+                item.staged_at = None  # from an attempt before, if any
+                if item.refused is None and item.events:
+                    appends.append(item)
+        if self._gives_way and sum(len(item.events) for item in appends) >= STAGED_FROM:
+            appends = self._not_sent_before(appends)
+        if not self._gives_way or sum(len(item.events) for item in appends) < STAGED_FROM:
+            return self._write_on(group, None)
+        with self.db.connect() as conn:
+            starts = stage(conn, [item.events for item in appends])
+            for item, start in zip(appends, starts, strict=True):
+                item.staged_at = start
+            try:
+                return self._write_on(group, conn)
+            finally:
+                try:
+                    unstage(conn)
+                except sqlite3.Error:
+                    # The write stands either way; the next staging on this connection, or
+                    # closing it, drops the rows.
+                    log.warning("dropping the rows staged for a write failed", exc_info=True)
+
+    def _not_sent_before(self, appends: list[_Append]) -> list[_Append]:
+        """The batches among `appends` that were not written before (`ledger.sent_before`)."""
+        by_organization: dict[str, list[_Append]] = {}
+        for item in appends:
+            by_organization.setdefault(item.organization_id, []).append(item)
+        kept: list[_Append] = []
+        with self.db.read() as conn:
+            for organization_id, items in by_organization.items():
+                again = sent_before(conn, organization_id, [item.events for item in items])
+                kept.extend(item for item, known in zip(items, again, strict=True) if not known)
+        return kept
+
+    def _write_on(
+        self, group: list[_Append | _Job], staged_on: Connection | None
+    ) -> list[tuple[bool, Any]]:
+        with self.db.transaction(holding=self._writing, on=staged_on) as conn:
             self._entered = time.monotonic()
             self._join_waiting(group)
             results: list[tuple[bool, Any]] = [(False, None)] * len(group)
@@ -330,7 +378,16 @@ class LedgerWriter:
             for organization_id in sorted(appends.keys() | jobs.keys()):
                 positions = appends.get(organization_id, [])
                 batches = [group[p].events for p in positions]  # type: ignore[union-attr]
-                outcomes = append(conn, organization_id, batches, received_at_us) if batches else []
+                staged = (
+                    [group[p].staged_at for p in positions]  # type: ignore[union-attr]
+                    if staged_on is not None
+                    else None
+                )
+                outcomes = (
+                    append(conn, organization_id, batches, received_at_us, staged)
+                    if batches
+                    else []
+                )
                 for position, outcome in zip(positions, outcomes, strict=True):
                     item = group[position]
                     assert isinstance(item, _Append)
