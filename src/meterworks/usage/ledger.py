@@ -2,6 +2,8 @@
 
 Everything here runs in the writer's unit of work, after `lock_sequence` has taken the
 organization's sequence row: that lock is what makes dedupe-then-insert safe across processes.
+Only the staging of a large group's rows (`stage`, `sent_before`, `unstage`; SQLite) runs
+before or after it, on the writer's connection.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ Small batches (single events, above all) reach the writer unvalidated: it valida
 group gathers together, in one read transaction of its own just before it waits for the write
 turn, so that the turn holds only the writing (on SQLite, another process's writer writes
 meanwhile). Calls that join the group while it waits are validated inside the turn. Large
-batches are validated in request threads beforehand, in parallel, and only stored here.
+batches are validated in request threads beforehand, in parallel, and only stored here; on
+SQLite a large group's rows are staged on the writer's connection before it waits for the turn,
+and copied into the ledger inside it (`ledger.stage`).
 """
 
 from __future__ import annotations
