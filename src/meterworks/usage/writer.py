@@ -418,6 +418,8 @@ class LedgerWriter:
                         continue
                     savepoint.commit()
                     results[position] = (True, value)
+                    if not subscription_ids:  # a job that changed no usage: no hook is due
+                        continue
                     touched.setdefault(organization_id, set()).update(subscription_ids)
                     _note_changes(
                         changed.setdefault(organization_id, {}),
