@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from meterworks.db.engine import Database
 from meterworks.facades.gradient import integration
 from meterworks.kit.instants import format_instant
 from tests.facades.gradient.support import Vendor, ledger, ledger_rows, mapped_account, usage
@@ -45,14 +47,14 @@ def test_concurrent_unit_counts_within_a_second_record_the_sync_time_once(
 ) -> None:
     mapping = mapped_account(vendor)
     recorded: list[datetime] = []
-    record = integration.mark_synced
+    record = integration.record_sync
 
-    def slow(db: Any, organization_id: str, at: datetime) -> None:
+    def slow(conn: Any, organization_id: str, at: datetime) -> tuple[None, set[str]]:
         recorded.append(at)
         time.sleep(0.3)  # as while another process's writer holds the write turn
-        record(db, organization_id, at)
+        return record(conn, organization_id, at)
 
-    monkeypatch.setattr(integration, "mark_synced", slow)
+    monkeypatch.setattr(integration, "record_sync", slow)
     statuses = concurrent_counts(vendor, mapping.service_id)
 
     assert statuses == [201] * CALLS
@@ -77,3 +79,26 @@ def test_concurrent_account_syncs_create_each_account_once(vendor: Vendor) -> No
     assert 201 in {a.status_code for a in answers}
     listed = vendor.client.get("/organization/accounts").json()
     assert sorted(a["id"] for a in listed) == [f"acct-{n}" for n in range(5)]
+
+
+def test_the_sync_time_is_written_in_the_ledger_writers_transaction(
+    vendor: Vendor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No write transaction of its own: on SQLite one would wait for a write turn of its own,
+    which every process's writers wait for in turn."""
+    mapping = mapped_account(vendor)
+    writers: list[str] = []
+    transaction = Database.transaction
+
+    def counted(db: Database, **kwargs: Any) -> Any:
+        writers.append(threading.current_thread().name)
+        return transaction(db, **kwargs)
+
+    monkeypatch.setattr(Database, "transaction", counted)
+    statuses = concurrent_counts(vendor, mapping.service_id)
+
+    assert statuses == [201] * CALLS
+    assert writers
+    assert set(writers) == {"ledger-writer"}
+    shown = vendor.client.get("/organization").json()["lastSyncedAt"]
+    assert shown == format_instant(vendor.server.clock.now())

@@ -129,10 +129,10 @@ async def set_count(
         raise _translate(exc, account_id, service_id) from exc
     marks: integration.SyncMarks = context.extensions[SYNC_MARKS]
     if marks.due(organization_id, now):
-        # Claimed before the write: the counts answered while it waits for the write turn do
-        # not each start one of their own (a failure is logged; a count a second later retries).
+        # Claimed before the write: the counts answered while it waits for the writer do not
+        # each send one of their own (a failure is logged; a count a second later retries).
         marks.marked(organization_id, now)
-        await asyncio.to_thread(integration.mark_synced, context.db, organization_id, now)
+        await integration.mark_synced(context.usage.writer, organization_id, now)
     return {"status": 201, "message": "Created service unit count"}
 
 

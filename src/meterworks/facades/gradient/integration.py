@@ -7,19 +7,23 @@ state, not billing rules, so they live in the organization's settings rather tha
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from meterworks.db import tables as t
-from meterworks.db.engine import Database
-from meterworks.errors import InvalidInput, MeterworksError, NotFound
+from meterworks.errors import InvalidInput, MeterworksError, NotFound, Unavailable
 from meterworks.kit.instants import format_instant, parse_instant
+from meterworks.usage import service as usage_service
 from meterworks.usage.ingest import NewEvent
+from meterworks.usage.writer import LedgerWriter
 
 log = logging.getLogger("meterworks.facades.gradient")
 
@@ -132,21 +136,37 @@ def sync_due(at: datetime, known: datetime | None) -> bool:
     return known is None or at - known >= SYNC_RESOLUTION
 
 
-def mark_synced(db: Database, organization_id: str, at: datetime) -> None:
+async def mark_synced(writer: LedgerWriter, organization_id: str, at: datetime) -> None:
     """Record `at` as the last unit count, unless one less than a second older is stored.
 
-    The time is kept to the second: a caller sending many counts a second pays this extra
-    durable write once a second, not once a call (`SyncMarks` skips the transaction too). The
-    unit count is committed before this runs; failing here must not turn its 201 into an error
-    (the count is in the ledger), so a failure is logged and the timestamp left behind.
+    The time is kept to the second: a caller sending many counts a second pays this write once
+    a second, not once a call (`SyncMarks` skips it too). It is a job of the ledger writer
+    (`record_sync`), written in the transaction of the writer's next group: a transaction of its
+    own would wait for a write turn of its own, and on SQLite every process's writers wait for
+    that one. The unit count is committed before this runs; failing here must not turn its 201
+    into an error (the count is in the ledger), so a failure is logged and the time left behind.
     """
+    job = partial(record_sync, organization_id=organization_id, at=at)
+    future = writer.submit_job(organization_id, job)
     try:
-        with db.transaction() as conn:
-            settings = _locked_settings(conn, organization_id)
-            if sync_due(at, _state(settings).last_synced_at):
-                _write_settings(conn, organization_id, {**settings, SYNCED_KEY: format_instant(at)})
+        await asyncio.wait_for(asyncio.wrap_future(future), usage_service.COMMIT_TIMEOUT_S)
+    except TimeoutError:
+        future.cancel()  # not written, if the writer has not begun it
+        log.warning("could not record the Gradient sync time of %s in time", organization_id)
     except MeterworksError:
         log.warning("could not record the Gradient sync time of %s", organization_id)
+
+
+def record_sync(conn: Connection, organization_id: str, at: datetime) -> tuple[None, set[str]]:
+    """`mark_synced`'s write, in the ledger writer's transaction: it changes no usage."""
+    try:
+        settings = _locked_settings(conn, organization_id)
+        if sync_due(at, _state(settings).last_synced_at):
+            _write_settings(conn, organization_id, {**settings, SYNCED_KEY: format_instant(at)})
+    except SQLAlchemyError as exc:
+        # The job's own failure: its savepoint is rolled back, and the rest of its group commits.
+        raise Unavailable("the Gradient sync time could not be written") from exc
+    return None, set()
 
 
 class SyncMarks:
