@@ -204,9 +204,12 @@ class LedgerWriter:
         self._enqueue(item)
         return item.future
 
-    def submit_job(self, organization_id: str, run: Job) -> Future[Any]:
-        """Run `run(connection)` in the writer's transaction (used by corrections)."""
-        item = _Job(organization_id, run)
+    def submit_job(
+        self, organization_id: str, run: Job, *, waiter: asyncio.Future[Any] | None = None
+    ) -> Future[Any]:
+        """Run `run(connection)` in the writer's transaction (used by corrections); answered as
+        `submit_events`."""
+        item = _Job(organization_id, run, waiter=waiter)
         self._enqueue(item)
         return item.future
 

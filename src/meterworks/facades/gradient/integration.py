@@ -147,9 +147,10 @@ async def mark_synced(writer: LedgerWriter, organization_id: str, at: datetime) 
     into an error (the count is in the ledger), so a failure is logged and the time left behind.
     """
     job = partial(record_sync, organization_id=organization_id, at=at)
-    future = writer.submit_job(organization_id, job)
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future = writer.submit_job(organization_id, job, waiter=waiter)
     try:
-        await asyncio.wait_for(asyncio.wrap_future(future), usage_service.COMMIT_TIMEOUT_S)
+        await asyncio.wait_for(waiter, usage_service.COMMIT_TIMEOUT_S)
     except TimeoutError:
         future.cancel()  # not written, if the writer has not begun it
         log.warning("could not record the Gradient sync time of %s in time", organization_id)
