@@ -326,10 +326,17 @@ class LedgerWriter:
                 item.staged_at = None  # from an attempt before, if any
                 if item.refused is None and item.events:
                     appends.append(item)
-        if self._gives_way and sum(len(item.events) for item in appends) >= STAGED_FROM:
+        # On SQLite only (where the writer also gives way): a PostgreSQL writer COPYs its rows.
+        if self._gives_way and _events(appends) >= STAGED_FROM:
             appends = self._not_sent_before(appends)
-        if not self._gives_way or sum(len(item.events) for item in appends) < STAGED_FROM:
-            return self._write_on(group, None)
+            if _events(appends) >= STAGED_FROM:
+                return self._write_staged(group, appends)
+        return self._write_on(group, None)
+
+    def _write_staged(
+        self, group: list[_Append | _Job], appends: list[_Append]
+    ) -> list[tuple[bool, Any]]:
+        """`_write`, the rows of `appends` staged first on the transaction's connection."""
         with self.db.connect() as conn:
             starts = stage(conn, [item.events for item in appends])
             for item, start in zip(appends, starts, strict=True):
@@ -492,6 +499,10 @@ def _note_changes(into: dict[str, int], changes: Iterable[tuple[str, int]]) -> N
         held = into.get(subscription_id)
         if held is None or ts_us < held:
             into[subscription_id] = ts_us
+
+
+def _events(appends: list[_Append]) -> int:
+    return sum(len(item.events) for item in appends)
 
 
 def _size(item: _Append | _Job) -> int:
