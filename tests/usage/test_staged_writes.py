@@ -25,7 +25,9 @@ from tests.usage.test_writer import own_writer, write_turn_held
 
 
 @contextmanager
-def started(api: Api) -> Iterator[tuple[LedgerWriter, UsageService, list[int]]]:
+def started(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[LedgerWriter, UsageService, list[int]]]:
     """A started writer of our own and its usage service; the list gets the number of events
     each staging hands over."""
     writer, usage = own_writer(api)
@@ -37,13 +39,12 @@ def started(api: Api) -> Iterator[tuple[LedgerWriter, UsageService, list[int]]]:
         staged.append(sum(len(batch) for batch in batches))
         return starts
 
-    original, writer_module.stage = writer_module.stage, counted  # type: ignore[assignment]
+    monkeypatch.setattr(writer_module, "stage", counted)
     writer.start()
     try:
         yield writer, usage, staged
     finally:
         writer.stop()
-        writer_module.stage = original  # type: ignore[assignment]
 
 
 def events(prefix: str, subscription: Any, count: int, start: int = 0) -> list[dict[str, Any]]:
@@ -105,11 +106,11 @@ def sequences(api: Api) -> list[int]:
 
 
 def test_a_large_group_is_staged_before_its_turn_and_stored_as_a_small_one_is(
-    api: Api,
+    api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     large, small = api.metered("sum", "max", "prorated"), api.metered("sum", "max", "prorated")
     sqlite = api.server.db.dialect == "sqlite"
-    with started(api) as (writer, usage, staged):
+    with started(api, monkeypatch) as (writer, usage, staged):
         batch = usage.prepare(api.org.id, events("large", large, 600), source="native")
         with write_turn_held(api, writer):
             future = writer.submit_events(api.org.id, batch)
@@ -144,7 +145,7 @@ def test_a_large_group_is_staged_before_its_turn_and_stored_as_a_small_one_is(
     ids=["in-runs", "more-runs-than-copied", "first-sent-before"],
 )
 def test_a_staged_group_writes_exactly_its_new_events_numbered_in_order(
-    api: Api, sent: slice, staged_events: int
+    api: Api, monkeypatch: pytest.MonkeyPatch, sent: slice, staged_events: int
 ) -> None:
     """Duplicates break a staged group's rows into runs; past `_MOST_RUNS` of them the rows go
     the plain way, as do all where a batch whose first event was sent before (not staged) has
@@ -152,7 +153,7 @@ def test_a_staged_group_writes_exactly_its_new_events_numbered_in_order(
     batch refused for a key conflict writes nothing."""
     setup = api.metered("sum", "max", "prorated")
     sqlite = api.server.db.dialect == "sqlite"
-    with started(api) as (writer, usage, staged):
+    with started(api, monkeypatch) as (writer, usage, staged):
         first = events("e", setup, 600)
         # Sent before: some of the first batch's events, and one event the refused batch sends
         # again with another quantity.
@@ -191,10 +192,12 @@ def test_a_staged_group_writes_exactly_its_new_events_numbered_in_order(
     api.assert_rollups_match_ledger()
 
 
-def test_a_large_batch_sent_again_is_answered_as_duplicates_without_staging(api: Api) -> None:
+def test_a_large_batch_sent_again_is_answered_as_duplicates_without_staging(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     setup = api.metered("sum", "max", "prorated")
     sqlite = api.server.db.dialect == "sqlite"
-    with started(api) as (writer, usage, staged):
+    with started(api, monkeypatch) as (writer, usage, staged):
         batch = usage.prepare(api.org.id, events("again", setup, 700), source="native")
         outcomes = [writer.submit_events(api.org.id, batch).result(30) for _ in range(2)]
     assert [(o.accepted, o.duplicates) for o in outcomes] == [(700, 0), (0, 700)]
@@ -203,9 +206,11 @@ def test_a_large_batch_sent_again_is_answered_as_duplicates_without_staging(api:
     api.assert_rollups_match_ledger()
 
 
-def test_concurrent_large_batches_from_threads_are_each_written_once(api: Api) -> None:
+def test_concurrent_large_batches_from_threads_are_each_written_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     setup = api.metered("sum", "max", "prorated")
-    with started(api) as (writer, usage, _):
+    with started(api, monkeypatch) as (writer, usage, _):
         prepared = [
             usage.prepare(api.org.id, events(f"t{n}", setup, 550), source="native")
             for n in range(4)
