@@ -372,6 +372,7 @@ def test_requests_that_cannot_run_are_400(server: RunningServer, org: IsolatedOr
 def test_a_document_is_validated_once_per_text_and_refused_alike_every_time(
     server: RunningServer, org: IsolatedOrganization, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from meterworks.facades.salesbricks import direct
     from meterworks.facades.salesbricks import schema as usage_schema
 
     validated: list[str] = []
@@ -383,6 +384,7 @@ def test_a_document_is_validated_once_per_text_and_refused_alike_every_time(
 
     monkeypatch.setattr(usage_schema, "validate_document", counted)
     monkeypatch.setattr(usage_schema, "_validated", {})
+    monkeypatch.setattr(direct, "_plans", {})
     server.clock.set(at("2025-01-03T12:00:00Z"))
     unknown = {"query": "mutation { decrementCounter { success } }"}
     with company(server, org) as sb:
@@ -406,14 +408,24 @@ def test_a_usage_call_leaves_nothing_for_the_garbage_collector(
 
     from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+    # A directive keeps the document from running without the executor (`direct`).
+    through_executor = INCREMENT.replace("success", "success @include(if: true)")
     server.clock.set(at("2025-01-03T12:00:00Z"))
     with company(server, org) as sb:
-        success(increment(sb, "2025-01-03T09:00:00Z", 1), "incrementCounter")  # warmed up
+
+        def send(document: str, count: int) -> None:
+            variables = increment_variables(sb, "2025-01-03T09:00:00Z", count)
+            answer = sb.client.post(USAGE, json={"query": document, "variables": variables})
+            success(answer, "incrementCounter")
+
+        send(INCREMENT, 1)  # warmed up, each way
+        send(through_executor, 1)
         gc.collect()
         gc.set_debug(gc.DEBUG_SAVEALL)
         try:
-            for count in (2, 3, 4):
-                success(increment(sb, "2025-01-03T09:00:00Z", count), "incrementCounter")
+            for count in (2, 3):
+                send(INCREMENT, count)
+                send(through_executor, count)
             gc.collect()
             executors = [
                 o for o in gc.garbage if isinstance(o, StrawberryGraphQLCoreExecutionContext)
@@ -424,7 +436,7 @@ def test_a_usage_call_leaves_nothing_for_the_garbage_collector(
         # Each call's executor was freed as the call ended, not left in a reference cycle.
         assert executors == []
         assert native_quantity(org, sb.subscription_id, sb.counter_id, "2025-01-15T00:00:00Z") == (
-            "10"
+            "12"
         )
 
 
@@ -514,6 +526,8 @@ def test_an_unexpected_failure_is_the_same_500_both_ways(
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a fault of ours")
 
+    # Both ways a document may run: without the executor (`direct`), and through it.
+    monkeypatch.setattr(graphql_api.direct, "execute", broken)
     monkeypatch.setattr(graphql_api.schema, "execute", broken)
     server.clock.set(at("2025-01-20T00:00:00Z"))
     with company(server, org) as sb:

@@ -36,6 +36,7 @@ from meterworks.errors import (
     Unauthorized,
     Unavailable,
 )
+from meterworks.facades.salesbricks import direct
 from meterworks.facades.salesbricks.auth import KEY_HEADER, api_token
 from meterworks.facades.salesbricks.bodies import check_strings, parse_json
 from meterworks.facades.salesbricks.idempotency import (
@@ -215,13 +216,17 @@ async def answer_usage(context: AppContext, request: UsageRequest) -> Response:
             )
         assert isinstance(claim, Claimed)
     try:
+        usage = UsageContext(context, organization_id, client_key)
         try:
-            result = await schema.execute(
-                payload["query"],
-                variable_values=payload.get("variables"),
-                context_value=UsageContext(context, organization_id, client_key),
-                operation_name=payload.get("operationName"),
-            )
+            # The usual documents run without the executor; it answers the rest.
+            result = await direct.execute(payload, usage)
+            if result is None:
+                result = await schema.execute(
+                    payload["query"],
+                    variable_values=payload.get("variables"),
+                    context_value=usage,
+                    operation_name=payload.get("operationName"),
+                )
         except (CannotGetOperationTypeError, InvalidOperationTypeError, MissingQueryError) as exc:
             # No operation to run (none named so, or several and no operationName).
             result = PreExecutionError(

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ASTValidationRule, DocumentNode, GraphQLError
 from strawberry.extensions import ParserCache, SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, validate_document
 from strawberry.types import ExecutionContext
@@ -83,8 +83,14 @@ class Mutation:
         brick_id: str,
         count: int,
     ) -> IncrementCounterResponse:
-        await _report(
-            info, BrickCall.INCREMENT_COUNTER, timestamp, subscription_id, brick_id, count
+        await report(
+            info.context,
+            str(info.path.key),
+            BrickCall.INCREMENT_COUNTER,
+            timestamp,
+            subscription_id,
+            brick_id,
+            count,
         )
         return IncrementCounterResponse(success=True)
 
@@ -97,7 +103,15 @@ class Mutation:
         brick_id: str,
         value: int,
     ) -> SetGaugeResponse:
-        await _report(info, BrickCall.SET_GAUGE, timestamp, subscription_id, brick_id, value)
+        await report(
+            info.context,
+            str(info.path.key),
+            BrickCall.SET_GAUGE,
+            timestamp,
+            subscription_id,
+            brick_id,
+            value,
+        )
         return SetGaugeResponse(success=True)
 
 
@@ -126,17 +140,25 @@ class _ValidatedByText(SchemaExtension):
         context = self.execution_context
         assert context.query is not None
         assert context.graphql_document is not None
-        key = (context.query, context.validation_rules)
-        errors = _validated.get(key)
-        if errors is None:
-            errors = validate_document(
-                context.schema._schema, context.graphql_document, context.validation_rules
-            )
-            if len(_validated) >= _REMEMBERED_DOCUMENTS:
-                _validated.clear()
-            _validated[key] = errors
-        context.pre_execution_errors = errors
+        context.pre_execution_errors = validation_errors(
+            context.query, context.graphql_document, context.validation_rules
+        )
         yield
+
+
+def validation_errors(
+    query: str, document: DocumentNode, rules: tuple[type[ASTValidationRule], ...]
+) -> list[GraphQLError]:
+    """What validating `document`, parsed from `query`, against these rules finds: worked out
+    once per text (`_ValidatedByText`, and `direct` where it plans a document)."""
+    key = (query, rules)
+    errors = _validated.get(key)
+    if errors is None:
+        errors = validate_document(schema._schema, document, rules)
+        if len(_validated) >= _REMEMBERED_DOCUMENTS:
+            _validated.clear()
+        _validated[key] = errors
+    return errors
 
 
 class _Released(StrawberryGraphQLCoreExecutionContext):
@@ -179,15 +201,17 @@ def _brick(context: UsageContext, brick_id: str) -> Meter:
         return found or get_meter(conn, context.organization_id, brick_id)
 
 
-async def _report(
-    info: strawberry.Info[UsageContext, None],
+async def report(
+    context: UsageContext,
+    response_key: str,
     call: BrickCall,
     timestamp: datetime,
     subscription_id: str,
     brick_id: str,
     quantity: int,
 ) -> None:
-    context = info.context
+    """What a mutation field does, whichever way it runs (the executor, or `direct`):
+    `response_key` is the field's name in the answer (its alias, where it has one)."""
     for argument, text in (("subscriptionId", subscription_id), ("brickId", brick_id)):
         problem = text_problem(text)
         if problem is not None:
@@ -206,7 +230,7 @@ async def _report(
             meter = await asyncio.to_thread(_brick, context, brick_id)
         check_brick_kind(call, meter)
         event = {
-            "idempotency_key": operation_key(context.idempotency_key, str(info.path.key)),
+            "idempotency_key": operation_key(context.idempotency_key, response_key),
             "subscription_id": subscription_id,
             "meter": meter.id,
             "timestamp": instant,
