@@ -228,11 +228,29 @@ def stage(conn: Connection, batches: Sequence[Sequence[NewEvent]]) -> list[int]:
 
 def sent_before(
     conn: Connection, organization_id: str, batches: Sequence[Sequence[NewEvent]]
-) -> list[bool]:
-    """For each batch, whether the key of its first event is in the ledger already: a batch
-    sent again (a client's retry) is a duplicate whole, with nothing to stage."""
-    known = known_hashes(conn, organization_id, [batch[0].idempotency_key for batch in batches])
-    return [batch[0].idempotency_key in known for batch in batches]
+) -> list[BatchOutcome | bool]:
+    """For each batch, whether the key of its first event is in the ledger already (a batch
+    sent again, a client's retry, has nothing to stage); for such a batch whose every key is
+    there, its answer instead, as `append` would give it.
+
+    A key in the ledger stays there for good, with the payload it was first written with: such
+    a batch's answer (duplicates, or refused for a conflict) is settled, and needs no write."""
+    firsts = known_hashes(conn, organization_id, [batch[0].idempotency_key for batch in batches])
+    again = [batch for batch in batches if batch[0].idempotency_key in firsts]
+    known = known_hashes(conn, organization_id, list({e.idempotency_key for b in again for e in b}))
+    answers: list[BatchOutcome | bool] = []
+    for batch in batches:
+        if batch[0].idempotency_key not in firsts:
+            answers.append(False)
+            continue
+        sorted_out = _sort_out(batch, known)
+        if sorted_out.conflicts:
+            answers.append(_refused(sorted_out.conflicts))
+        elif sorted_out.new:
+            answers.append(True)
+        else:
+            answers.append(BatchOutcome(duplicates=sorted_out.duplicates))
+    return answers
 
 
 def unstage(conn: Connection) -> None:
@@ -264,53 +282,22 @@ def append(
     # (first ord, last ord, first seq) of each run of staged rows to copy, while all are staged.
     runs: list[list[int]] | None = None if staged is None else []
     for position, batch in enumerate(batches):
-        pending: dict[str, str] = {}
-        conflicts: list[dict[str, Any]] = []
-        duplicates = 0
-        new: list[NewEvent] = []
-        places: list[int] = []
-        for index, event in enumerate(batch):
-            key = event.idempotency_key
-            prior = pending.get(key, known.get(key))
-            if prior is None:
-                pending[key] = event.payload_hash
-                new.append(event)
-                places.append(index)
-            elif prior == event.payload_hash:
-                duplicates += 1
-            else:
-                conflicts.append(
-                    {
-                        "index": index,
-                        "field": "idempotency_key",
-                        "code": "idempotency_conflict",
-                        "message": f"idempotency_key `{key}` was already used for a different "
-                        "event",
-                    }
-                )
-        if conflicts:
-            outcomes.append(
-                BatchOutcome(
-                    error=Conflict(
-                        "an idempotency key was reused with a different payload; nothing was "
-                        "written",
-                        code="idempotency_conflict",
-                        details=conflicts,
-                    )
-                )
-            )
+        sorted_out = _sort_out(batch, known)
+        if sorted_out.conflicts:
+            outcomes.append(_refused(sorted_out.conflicts))
             continue
-        known.update(pending)
+        new = sorted_out.new
+        known.update((e.idempotency_key, e.payload_hash) for e in new)
         if runs is not None and new:
             start = staged[position]  # type: ignore[index]
             if start is None:  # rows to write that were not staged: all go the plain way
                 runs = None
             else:
-                _add_runs(runs, start, places, next_seq)
+                _add_runs(runs, start, sorted_out.places, next_seq)
         for event in new:
             fresh.append((event, next_seq))
             next_seq += 1
-        outcomes.append(BatchOutcome(accepted=len(new), duplicates=duplicates))
+        outcomes.append(BatchOutcome(accepted=len(new), duplicates=sorted_out.duplicates))
     if fresh and runs is not None and len(runs) <= _MOST_RUNS:
         for first, last, seq in runs:
             conn.exec_driver_sql(_FROM_STAGED, (organization_id, seq, first, received_at_us, last))
@@ -334,6 +321,51 @@ def append(
         advance_sequence(conn, organization_id, next_seq)
         update_rollups(conn, organization_id, fresh)
     return outcomes
+
+
+@dataclass(slots=True)
+class _SortedOut:
+    """A batch's events against the keys known before it: the new ones (the first of each new
+    key) and their places in the batch, how many are duplicates, and the conflicts."""
+
+    new: list[NewEvent]
+    places: list[int]
+    duplicates: int
+    conflicts: list[dict[str, Any]]
+
+
+def _sort_out(batch: Sequence[NewEvent], known: dict[str, str]) -> _SortedOut:
+    pending: dict[str, str] = {}
+    sorted_out = _SortedOut([], [], 0, [])
+    for index, event in enumerate(batch):
+        key = event.idempotency_key
+        prior = pending.get(key, known.get(key))
+        if prior is None:
+            pending[key] = event.payload_hash
+            sorted_out.new.append(event)
+            sorted_out.places.append(index)
+        elif prior == event.payload_hash:
+            sorted_out.duplicates += 1
+        else:
+            sorted_out.conflicts.append(
+                {
+                    "index": index,
+                    "field": "idempotency_key",
+                    "code": "idempotency_conflict",
+                    "message": f"idempotency_key `{key}` was already used for a different event",
+                }
+            )
+    return sorted_out
+
+
+def _refused(conflicts: list[dict[str, Any]]) -> BatchOutcome:
+    return BatchOutcome(
+        error=Conflict(
+            "an idempotency key was reused with a different payload; nothing was written",
+            code="idempotency_conflict",
+            details=conflicts,
+        )
+    )
 
 
 def _add_runs(runs: list[list[int]], start: int, places: list[int], seq: int) -> None:

@@ -102,6 +102,9 @@ JOIN_EVENTS = 1_000
 # for the write turn (`ledger.stage`). A smaller one's rows cost less to write in the turn than
 # the staging's own statements.
 STAGED_FROM = 500
+# A batch of at least this many events whose first key is in the ledger already (a client
+# sending it again) has all its keys looked up before the write (`ledger.sent_before`).
+SETTLED_FROM = 100
 
 
 class LedgerWriter:
@@ -134,6 +137,7 @@ class LedgerWriter:
         self._concurrent = False
         # When the write being made got its turn (monotonic seconds); None before it does.
         self._entered: float | None = None
+        # Write transactions committed.
         self.commits = 0
 
     def add_hook(self, hook: InTransactionHook) -> None:
@@ -276,7 +280,6 @@ class LedgerWriter:
             _answer(group, [(False, failure)])
             return
         self._note_if_slow(group, started)
-        self.commits += 1
         _answer(group, results)
 
     def _join_waiting(self, group: list[_Append | _Job]) -> None:
@@ -318,7 +321,9 @@ class LedgerWriter:
         )
 
     def _write(self, group: list[_Append | _Job]) -> list[tuple[bool, Any]]:
-        """Write the group in one transaction; on SQLite, a large group's rows are staged on
+        """Write the group in one transaction. A large batch sent before, whose answer the
+        ledger settles already, is answered without it (`ledger.sent_before`): a client's retry
+        of a whole batch takes no turn to write. On SQLite, a large group's rows are staged on
         the transaction's connection first, while another writer may hold the turn."""
         appends: list[_Append] = []
         for item in group:
@@ -326,12 +331,24 @@ class LedgerWriter:
                 item.staged_at = None  # from an attempt before, if any
                 if item.refused is None and item.events:
                     appends.append(item)
-        # On SQLite only (where the writer also gives way): a PostgreSQL writer COPYs its rows.
-        if self._gives_way and _events(appends) >= STAGED_FROM:
-            appends = self._not_sent_before(appends)
-            if _events(appends) >= STAGED_FROM:
-                return self._write_staged(group, appends)
-        return self._write_on(group, None)
+        # Staging is SQLite's only (where the writer also gives way): a PostgreSQL writer COPYs.
+        staging = self._gives_way and _events(appends) >= STAGED_FROM
+        if not staging and all(len(item.events) < SETTLED_FROM for item in appends):
+            return self._write_on(group, None)
+        answered, appends = self._sent_before(appends)
+        settled = [item for item in group if id(item) in answered]
+        # The group (the same list: the calls that join its write are added to it) is written
+        # without them, and they are put back first, however the write ends.
+        group[:] = [item for item in group if id(item) not in answered]
+        try:
+            results: list[tuple[bool, Any]] = []
+            if group and self._gives_way and _events(appends) >= STAGED_FROM:
+                results = self._write_staged(group, appends)
+            elif group:
+                results = self._write_on(group, None)
+        finally:
+            group[:0] = settled
+        return [_result(answered[id(item)]) for item in settled] + results
 
     def _write_staged(
         self, group: list[_Append | _Job], appends: list[_Append]
@@ -351,17 +368,23 @@ class LedgerWriter:
                     # closing it, drops the rows.
                     log.warning("dropping the rows staged for a write failed", exc_info=True)
 
-    def _not_sent_before(self, appends: list[_Append]) -> list[_Append]:
-        """The batches among `appends` that were not written before (`ledger.sent_before`)."""
+    def _sent_before(self, appends: list[_Append]) -> tuple[dict[int, BatchOutcome], list[_Append]]:
+        """The answers of the batches among `appends` that the ledger settles already (by the
+        id of their call), and the batches not sent before (`ledger.sent_before`)."""
         by_organization: dict[str, list[_Append]] = {}
         for item in appends:
             by_organization.setdefault(item.organization_id, []).append(item)
-        kept: list[_Append] = []
+        answered: dict[int, BatchOutcome] = {}
+        fresh: list[_Append] = []
         with self.db.read() as conn:
             for organization_id, items in by_organization.items():
                 again = sent_before(conn, organization_id, [item.events for item in items])
-                kept.extend(item for item, known in zip(items, again, strict=True) if not known)
-        return kept
+                for item, before in zip(items, again, strict=True):
+                    if isinstance(before, BatchOutcome):
+                        answered[id(item)] = before
+                    elif not before:
+                        fresh.append(item)
+        return answered, fresh
 
     def _write_on(
         self, group: list[_Append | _Job], staged_on: Connection | None
@@ -403,10 +426,9 @@ class LedgerWriter:
                 for position, outcome in zip(positions, outcomes, strict=True):
                     item = group[position]
                     assert isinstance(item, _Append)
+                    results[position] = _result(outcome)
                     if outcome.error is not None:
-                        results[position] = (False, outcome.error)
                         continue
-                    results[position] = (True, outcome)
                     if outcome.accepted:
                         _note_changes(
                             changed.setdefault(organization_id, {}),
@@ -443,6 +465,7 @@ class LedgerWriter:
             for organization_id, changes in changed.items():
                 for change_hook in self._change_hooks:
                     change_hook(conn, organization_id, changes)
+        self.commits += 1
         return results
 
 
@@ -499,6 +522,10 @@ def _note_changes(into: dict[str, int], changes: Iterable[tuple[str, int]]) -> N
         held = into.get(subscription_id)
         if held is None or ts_us < held:
             into[subscription_id] = ts_us
+
+
+def _result(outcome: BatchOutcome) -> tuple[bool, Any]:
+    return (False, outcome.error) if outcome.error is not None else (True, outcome)
 
 
 def _events(appends: list[_Append]) -> int:
