@@ -230,11 +230,12 @@ def sent_before(
     conn: Connection, organization_id: str, batches: Sequence[Sequence[NewEvent]]
 ) -> list[BatchOutcome | bool]:
     """For each batch, whether the key of its first event is in the ledger already (a batch
-    sent again, a client's retry, has nothing to stage); for such a batch whose every key is
-    there, its answer instead, as `append` would give it.
+    sent again, a client's retry, has nothing to stage); for such a batch whose answer the
+    ledger settles already, that answer instead, as `append` would give it.
 
-    A key in the ledger stays there for good, with the payload it was first written with: such
-    a batch's answer (duplicates, or refused for a conflict) is settled, and needs no write."""
+    A key in the ledger stays there for good, with the payload it was first written with: a
+    batch whose every key is there (duplicates), or one of them with another payload (refused
+    for a conflict), is answered so whenever it is written, and needs no write."""
     firsts = known_hashes(conn, organization_id, [batch[0].idempotency_key for batch in batches])
     again = [batch for batch in batches if batch[0].idempotency_key in firsts]
     known = known_hashes(conn, organization_id, list({e.idempotency_key for b in again for e in b}))
