@@ -33,7 +33,13 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.types import ExecutionResult
 
-from meterworks.facades.salesbricks.schema import UsageContext, report, schema, validation_errors
+from meterworks.facades.salesbricks.schema import (
+    REMEMBERED_DOCUMENTS,
+    UsageContext,
+    report,
+    schema,
+    validation_errors,
+)
 from meterworks.facades.salesbricks.translate import BrickCall
 
 # The mutations a plan runs, and the argument each takes its quantity from.
@@ -42,8 +48,6 @@ _CALLS = {
     "setGauge": (BrickCall.SET_GAUGE, "value"),
 }
 _RULES = tuple(specified_rules)
-# Plans (or None: no plan) kept; past it, they are made again as documents come.
-_REMEMBERED_DOCUMENTS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +106,7 @@ def _plan_of(query: str, operation_name: str | None) -> _Plan | None:
         plan = _planned(query, operation_name)
     except Exception:  # whatever the executor makes of such a document, it answers
         plan = None
-    if len(_plans) >= _REMEMBERED_DOCUMENTS:
+    if len(_plans) >= REMEMBERED_DOCUMENTS:
         _plans.clear()
     _plans[key] = plan
     return plan

@@ -123,9 +123,9 @@ class UsageSchema(strawberry.Schema):
         return None
 
 
-# Documents each cache remembers: past it, `ParserCache` drops the least recently used one and
-# `_validated` starts again empty.
-_REMEMBERED_DOCUMENTS = 256
+# Documents each cache remembers: past it, `ParserCache` drops the least recently used one, and
+# `_validated` and `direct`'s plans start again empty.
+REMEMBERED_DOCUMENTS = 256
 _validated: dict[tuple[str, tuple[Any, ...]], list[GraphQLError]] = {}
 
 
@@ -155,7 +155,7 @@ def validation_errors(
     errors = _validated.get(key)
     if errors is None:
         errors = validate_document(schema._schema, document, rules)
-        if len(_validated) >= _REMEMBERED_DOCUMENTS:
+        if len(_validated) >= REMEMBERED_DOCUMENTS:
             _validated.clear()
         _validated[key] = errors
     return errors
@@ -190,7 +190,7 @@ class _Released(StrawberryGraphQLCoreExecutionContext):
 schema = UsageSchema(
     query=Query,
     mutation=Mutation,
-    extensions=[lambda: ParserCache(maxsize=_REMEMBERED_DOCUMENTS), _ValidatedByText],
+    extensions=[lambda: ParserCache(maxsize=REMEMBERED_DOCUMENTS), _ValidatedByText],
     execution_context_class=_Released,
 )
 
