@@ -27,7 +27,6 @@ from graphql import (
     OperationType,
     get_named_type,
     located_error,
-    parse,
     specified_rules,
 )
 from graphql.execution.values import get_argument_values, get_variable_values
@@ -36,6 +35,7 @@ from strawberry.types import ExecutionResult
 from meterworks.facades.salesbricks.schema import (
     REMEMBERED_DOCUMENTS,
     UsageContext,
+    parsed,
     report,
     schema,
     validation_errors,
@@ -113,7 +113,7 @@ def _plan_of(query: str, operation_name: str | None) -> _Plan | None:
 
 
 def _planned(query: str, operation_name: str | None) -> _Plan | None:
-    document = parse(query)
+    document = parsed(query)
     if validation_errors(query, document, _RULES):
         return None
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -127,6 +127,11 @@ class UsageSchema(strawberry.Schema):
 # `_validated` and `direct`'s plans start again empty.
 REMEMBERED_DOCUMENTS = 256
 _validated: dict[tuple[str, tuple[Any, ...]], list[GraphQLError]] = {}
+# The parse of `ParserCache(maxsize=REMEMBERED_DOCUMENTS)`: Strawberry keeps one cache per size,
+# so `direct` and the executor parse each document text once between them.
+parsed: Callable[[str], DocumentNode] = ParserCache(
+    maxsize=REMEMBERED_DOCUMENTS
+).cached_parse_document
 
 
 class _ValidatedByText(SchemaExtension):
