@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, select, text
 from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
 
 from meterworks.catalog.meters import Aggregation, Meter
 from meterworks.db import bulk
@@ -190,6 +191,11 @@ _FROM_STAGED = (
     " operation, quantity, properties, source, ?4, payload_hash"
     " FROM temp.staged_events WHERE ord >= ?3 AND ord <= ?5 ORDER BY ord"
 )
+# On PostgreSQL, a write of this many keys or more is made without looking them up first
+# (`append`): in-process, batches of 5,000 new keys took 9.4–13.2 µs an event so, against
+# 11.7–16.3 with the look-up. On SQLite, where the look-up is a probe of pages in memory, it
+# made no difference.
+UNPROBED_FROM = 100
 # Past this many runs of staged rows (duplicates between them), the rows go the plain way.
 _MOST_RUNS = 32
 
@@ -274,10 +280,42 @@ def append(
     with a different payload it is a conflict that refuses that batch whole. `staged` gives,
     batch by batch, where `stage` put its rows on `conn` (None for a batch not staged); where
     every batch with rows to write was, the ledger's rows are copied from there.
+
+    On PostgreSQL, a write of `UNPROBED_FROM` keys or more is made without looking the keys up;
+    where the ledger holds one of them, it is undone and made again with them looked up.
     """
     next_seq = lock_sequence(conn, organization_id)
     keys = list({e.idempotency_key for batch in batches for e in batch})
+    if len(keys) >= UNPROBED_FROM and conn.dialect.name == "postgresql":
+        # Written as if every key were new, without looking them up: the ledger's unique index
+        # refuses a key it holds already, and then this write is undone and made again with
+        # the keys looked up. A batch's keys are new but for a retry, and a batch sent whole
+        # again is answered before its write (`sent_before`).
+        savepoint = conn.begin_nested()
+        try:
+            outcomes = _append_knowing(
+                conn, organization_id, batches, received_at_us, staged, next_seq, {}
+            )
+        except IntegrityError:
+            savepoint.rollback()
+        else:
+            savepoint.commit()
+            return outcomes
     known = known_hashes(conn, organization_id, keys)
+    return _append_knowing(conn, organization_id, batches, received_at_us, staged, next_seq, known)
+
+
+def _append_knowing(
+    conn: Connection,
+    organization_id: str,
+    batches: Sequence[Sequence[NewEvent]],
+    received_at_us: int,
+    staged: Sequence[int | None] | None,
+    next_seq: int,
+    known: dict[str, str],
+) -> list[BatchOutcome]:
+    """`append` once the sequence row is held, given the payload hash of each key of the
+    batches that the ledger holds (`known_hashes`)."""
     outcomes: list[BatchOutcome] = []
     fresh: list[tuple[NewEvent, int]] = []
     # (first ord, last ord, first seq) of each run of staged rows to copy, while all are staged.
