@@ -192,8 +192,8 @@ _FROM_STAGED = (
     " FROM temp.staged_events WHERE ord >= ?3 AND ord <= ?5 ORDER BY ord"
 )
 # On PostgreSQL, a write of this many keys or more is made without looking them up first
-# (`append`): in-process, batches of 5,000 new keys took 9.4–13.2 µs an event so, against
-# 11.7–16.3 with the look-up. On SQLite, where the look-up is a probe of pages in memory, it
+# (`append`): in-process, batches of 5,000 new keys took 8.1–13.2 µs an event so, against
+# 10.3–16.3 with the look-up. On SQLite, where the look-up is a probe of pages in memory, it
 # made no difference.
 UNPROBED_FROM = 100
 # Past this many runs of staged rows (duplicates between them), the rows go the plain way.
