@@ -80,6 +80,50 @@ def test_an_upsert_adds_new_keys_and_replaces_only_the_named_columns_of_taken_on
     ]
 
 
+def test_many_rows_upsert_in_one_statement_and_store_exactly_what_was_sent(
+    database: Database, probe: Table
+) -> None:
+    """From `UNNESTED_FROM` rows, PostgreSQL takes an upsert as one array a column, in its text
+    form: every text, decimal, instant and NULL must come back as sent."""
+    india = timezone(timedelta(hours=5, minutes=30))
+    notes = ['a"b', "c\\d", "{e,f}", "NULL", "", " g ", "h\ti", "é€", None]
+    count = bulk.UNNESTED_FROM + len(notes)
+    amounts = [Decimal("1E+3"), Decimal("-0.000000000001"), Decimal("12345678901234567890.5")]
+    instants = [datetime(2026, 2, 1, 5, 30, 0, 1, india), None, datetime(2026, 1, 31, tzinfo=UTC)]
+    # Keys with quotes, braces and backslashes too, in a column without NULLs.
+    keys = ["k", 'q"r', "s\\t", "{u,v}", "NULL"]
+
+    def key(n: int) -> str:
+        return keys[n % len(keys)]
+
+    rows = [
+        (key(n), n, amounts[n % 3], instants[n % 3], notes[n % len(notes)]) for n in range(count)
+    ]
+
+    def upsert(conn: Connection, rows: list[tuple[object, ...]]) -> None:
+        bulk.upsert(conn, probe, ["a", "b"], ["amount", "at", "note"], rows)
+
+    with database.transaction() as conn:
+        upsert(conn, rows)
+    # Half of them again, changed, beside new ones: the taken keys are updated.
+    again = [(key(n), n, Decimal(n), None, f"v{n}") for n in range(0, 2 * count, 2)]
+    with database.transaction() as conn:
+        upsert(conn, again)
+    # Keys twice in one call: one row at a time, the last one standing.
+    twice = [(key(1), 1, Decimal("7"), None, "first")] * bulk.UNNESTED_FROM + [
+        (key(1), 1, Decimal("8"), None, "last")
+    ]
+    with database.transaction() as conn:
+        upsert(conn, twice)
+
+    expected = {row[1]: row for row in rows} | {row[1]: row for row in again}
+    expected[1] = (key(1), 1, Decimal("8"), None, "last")
+    with database.read() as conn:
+        stored = {r.b: tuple(r) for r in conn.execute(select(probe))}
+    assert stored == expected
+    assert all(r[3] is None or r[3].tzinfo is UTC for r in stored.values())
+
+
 def test_a_plain_insert_stores_exact_decimals_and_instants(
     database: Database, probe: Table
 ) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import JSON, DateTime, Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from meterworks.db.dialect import TextArray
 from meterworks.db.engine import dumps
 from meterworks.db.types import UTCDateTime
 
@@ -140,6 +141,11 @@ def insert(
     return int(result.rowcount)
 
 
+# On PostgreSQL, an upsert of this many rows or more is one statement over one array a column
+# (`upsert`): the driver's `executemany` costs tens of µs a row in Python.
+UNNESTED_FROM = 20
+
+
 def upsert(
     conn: Connection,
     table: Table,
@@ -152,14 +158,47 @@ def upsert(
     if not rows:
         return
     names = _names(conn, [*keys, *columns])
-    marks = ", ".join([_placeholder(conn)] * len(names))
     sets = ", ".join(f"{name} = excluded.{name}" for name in names[len(keys) :])
-    conflict = ", ".join(names[: len(keys)])
+    conflict = f"ON CONFLICT ({', '.join(names[: len(keys)])}) DO UPDATE SET {sets}"
+    if (
+        conn.dialect.name == "postgresql"
+        and len(rows) >= UNNESTED_FROM
+        # One statement may not update a row twice: rows sharing keys go one by one.
+        and len({tuple(row[: len(keys)]) for row in rows}) == len(rows)
+    ):
+        values = _converted(conn, table, [*keys, *columns], rows, copy=True)
+        casts = ", ".join(
+            f"CAST(%s AS {table.c[name].type.compile(dialect=conn.dialect)}[])"
+            for name in [*keys, *columns]
+        )
+        conn.exec_driver_sql(
+            f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({casts}) "
+            + conflict,
+            tuple(_array_text(column) for column in zip(*values, strict=True)),
+        )
+        return
+    marks = ", ".join([_placeholder(conn)] * len(names))
     conn.exec_driver_sql(
-        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}) "
-        f"ON CONFLICT ({conflict}) DO UPDATE SET {sets}",
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}) " + conflict,
         _converted(conn, table, [*keys, *columns], rows),
     )
+
+
+def _array_text(values: Sequence[Any]) -> TextArray:
+    """One column's values as an array in PostgreSQL's text form, sent as one parameter and cast
+    to the column's type by the statement: None is NULL, anything else its quoted text."""
+    if None not in values:
+        whole = '","'.join(map(str, values))
+        if '"' not in whole and "\\" not in whole:
+            return TextArray('{"' + whole + '"}')
+    parts = []
+    for value in values:
+        if value is None:
+            parts.append("NULL")
+            continue
+        text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+        parts.append(f'"{text}"')
+    return TextArray("{" + ",".join(parts) + "}")
 
 
 def update(
