@@ -10,7 +10,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
 
-from meterworks.db.dialect import json_array, json_values, one_of, text_array
+from meterworks.db.dialect import (
+    ARRAYED_FROM,
+    Listed,
+    json_array,
+    json_values,
+    one_of,
+    text_array,
+)
 from meterworks.db.engine import Database
 from meterworks.db.types import UTCDateTime
 
@@ -49,6 +56,20 @@ def test_one_of_matches_exactly_the_values_asked_for(
         found = conn.execute(
             select(names.c.name).where(one_of(conn, names.c.name, wanted))
         ).scalars()
+        assert sorted(found) == sorted(wanted)
+
+
+@WANTED
+@pytest.mark.parametrize("long", [False, True], ids=["short", "long"])
+def test_a_listed_statement_matches_exactly_the_values_asked_for(
+    database: Database, names: Table, wanted: list[str], long: bool
+) -> None:
+    """Short lists and long ones (on PostgreSQL an IN list, and one array unnested), padded
+    with values the table does not hold."""
+    listed = Listed("wanted", lambda values: select(names.c.name).where(names.c.name.in_(values)))
+    asked = [*wanted, *(f"absent {n}" for n in range(ARRAYED_FROM if long else 0))]
+    with database.read() as conn:
+        found = listed.execute(conn, asked, {}).scalars()
         assert sorted(found) == sorted(wanted)
 
 

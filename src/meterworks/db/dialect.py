@@ -72,14 +72,22 @@ def json_values(name: str) -> Select[tuple[Any]]:
     return select(func.json_each(bindparam(name)).table_valued("value").c.value)
 
 
+# On PostgreSQL, a list of this many ids or more goes to `Listed`'s statement as one array.
+ARRAYED_FROM = 50
+
+
 class Listed:
     """A statement over one list of ids, built once for each dialect: `make` is given what
     stands for the list, as in `column.in_(ids)`. On SQLite the list goes as one JSON array
-    (`json_values`); elsewhere as an expanding IN list."""
+    (`json_values`). On PostgreSQL a short list goes as an expanding IN list, and a long one
+    as one array parameter (`text_array`), unnested: an expanding list is rendered, sent and
+    planned id by id (in-process, reading 5,000 subscriptions took 30–36 µs a subscription so,
+    against 14–21 as an array)."""
 
     def __init__(self, name: str, make: Callable[[Any], Executable]) -> None:
         self._name = name
         self._expanding = make(bindparam(name, expanding=True))
+        self._arrayed = make(select(func.unnest(bindparam(name, type_=NullType()))))
         self._sqlite = make(json_values(name))
 
     def execute(
@@ -87,7 +95,10 @@ class Listed:
     ) -> CursorResult[Any]:
         if conn.dialect.name == "sqlite":
             return conn.execute(self._sqlite, {**parameters, self._name: json_array(values)})
-        return conn.execute(self._expanding, {**parameters, self._name: list(values)})
+        listed = list(values)
+        if len(listed) >= ARRAYED_FROM:
+            return conn.execute(self._arrayed, {**parameters, self._name: text_array(listed)})
+        return conn.execute(self._expanding, {**parameters, self._name: listed})
 
 
 def one_of(conn: Connection, column: ColumnElement[Any], values: Sequence[str]) -> Any:
