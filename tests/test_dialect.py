@@ -77,7 +77,9 @@ def test_an_array_text_reads_back_as_the_same_strings(database: Database) -> Non
     if database.dialect != "postgresql":
         pytest.skip("the text form of an array is PostgreSQL's")
     with database.read() as conn:
-        for values in (AWKWARD, [], [""], ["\\\\\\"], list(reversed(AWKWARD))):
+        for values in (
+            AWKWARD, [], [""], ["\\\\\\"], list(reversed(AWKWARD)), [None, "NULL", None, 'a"b'],
+        ):  # fmt: skip
             back = conn.execute(
                 text("SELECT v FROM unnest(CAST(:values AS varchar[])) WITH ORDINALITY AS a(v, n)"
                      " ORDER BY n"),

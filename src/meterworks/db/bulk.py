@@ -18,7 +18,7 @@ from sqlalchemy import JSON, DateTime, Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from meterworks.db.dialect import TextArray
+from meterworks.db.dialect import text_array
 from meterworks.db.engine import dumps
 from meterworks.db.types import UTCDateTime
 
@@ -26,9 +26,10 @@ Convert = Callable[[Any], Any]
 
 
 def _converter(conn: Connection, table: Table, name: str, *, copy: bool) -> Convert | None:
-    """The column's bind processor, remembering what it made of values seen before. For a COPY,
-    an instant becomes its ISO 8601 text (with its offset): the driver's own conversion of an
-    instant costs several times that of a text, and the same few instants recur in every row."""
+    """The column's bind processor, remembering what it made of values seen before. For a COPY
+    (and an upsert's arrays, `copy` too), an instant becomes its ISO 8601 text (with its offset):
+    the driver's own conversion of an instant costs several times that of a text, and the same
+    few instants recur in every row."""
     column_type = table.c[name].type
     process: Convert | None
     if isinstance(column_type, JSON):
@@ -174,7 +175,10 @@ def upsert(
         conn.exec_driver_sql(
             f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({casts}) "
             + conflict,
-            tuple(_array_text(column) for column in zip(*values, strict=True)),
+            tuple(
+                text_array([None if v is None else str(v) for v in column])
+                for column in zip(*values, strict=True)
+            ),
         )
         return
     marks = ", ".join([_placeholder(conn)] * len(names))
@@ -182,23 +186,6 @@ def upsert(
         f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}) " + conflict,
         _converted(conn, table, [*keys, *columns], rows),
     )
-
-
-def _array_text(values: Sequence[Any]) -> TextArray:
-    """One column's values as an array in PostgreSQL's text form, sent as one parameter and cast
-    to the column's type by the statement: None is NULL, anything else its quoted text."""
-    if None not in values:
-        whole = '","'.join(map(str, values))
-        if '"' not in whole and "\\" not in whole:
-            return TextArray('{"' + whole + '"}')
-    parts = []
-    for value in values:
-        if value is None:
-            parts.append("NULL")
-            continue
-        text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-        parts.append(f'"{text}"')
-    return TextArray("{" + ",".join(parts) + "}")
 
 
 def update(

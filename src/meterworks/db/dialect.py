@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg import postgres
@@ -45,8 +45,8 @@ class _TextArrayDumper(Dumper):
 psycopg.adapters.register_dumper(TextArray, _TextArrayDumper)
 
 
-def text_array(values: Sequence[str]) -> TextArray:
-    """These strings as one `varchar[]` parameter (PostgreSQL only).
+def text_array(values: Sequence[str | None]) -> TextArray:
+    """These strings as one `varchar[]` parameter (PostgreSQL only); None is a NULL element.
 
     Every element is quoted, so a comma, a brace, a space or the word NULL in one stays part of
     it. The driver would build the same text from a list element by element in Python, a few
@@ -54,10 +54,18 @@ def text_array(values: Sequence[str]) -> TextArray:
     """
     if not values:
         return TextArray("{}")
-    whole = "".join(values)
-    if '"' in whole or "\\" in whole:
-        values = [v.replace("\\", "\\\\").replace('"', '\\"') for v in values]
-    return TextArray('{"' + '","'.join(values) + '"}')
+    if None not in values:
+        whole = '","'.join(cast(Sequence[str], values))
+        if '"' not in whole and "\\" not in whole:
+            return TextArray('{"' + whole + '"}')
+    return TextArray(
+        "{"
+        + ",".join(
+            "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for v in values
+        )
+        + "}"
+    )
 
 
 def json_array(values: Iterable[str]) -> str:
