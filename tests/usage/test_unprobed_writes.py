@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from meterworks.errors import Conflict
 from meterworks.kit.instants import to_micros
@@ -17,6 +16,7 @@ from meterworks.usage.ingest import NewEvent
 from meterworks.usage.ledger import UNPROBED_FROM, BatchOutcome, append
 from meterworks.usage.service import UsageService
 from tests.api.builders import NOW, Api, event
+from tests.usage.test_staged_writes import sequences
 from tests.usage.test_writer import own_writer
 
 SIZE = UNPROBED_FROM + 20
@@ -49,15 +49,6 @@ def probes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(ledger, "known_hashes", counted)
     return asked
-
-
-def sequences(api: Api) -> list[int]:
-    with api.server.db.read() as conn:
-        found = conn.execute(
-            text("SELECT seq FROM usage_events WHERE organization_id = :org ORDER BY seq"),
-            {"org": api.org.id},
-        ).scalars()
-        return list(found)
 
 
 def prepared(usage: UsageService, api: Api, batch: list[dict[str, Any]]) -> list[NewEvent]:
