@@ -2,7 +2,7 @@
 
 A single-event call does little work of its own; FastAPI's middleware, routing and dependency
 resolution around it cost more than the call (measured: about two thirds of the event loop's
-time). `HotCalls` is one ASGI layer, in front of FastAPI's middleware stack (app.py), that
+time). `HotCalls` is one ASGI layer, in front of FastAPI and its middleware (app.py), that
 answers the calls it is given, each exactly as its route would: the same checks in the same
 order, and the API's own error shape; an unexpected error as the stack's last handler would (a
 logged 500, then raised to the server). It answers only calls without a query string (routes
