@@ -110,7 +110,8 @@ class UsageService:
         self, organization_id: str, raw_events: Any, *, source: str, rebuild_view: bool = True
     ) -> IngestResult:
         # The writer wakes this loop once for all its callers in a group (writer._answer).
-        waiter: asyncio.Future[BatchOutcome] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[BatchOutcome] = loop.create_future()
         future = self._submit_small(organization_id, raw_events, source, rebuild_view, waiter)
         if future is None:
             events = await asyncio.to_thread(
@@ -119,14 +120,19 @@ class UsageService:
             future = self.writer.submit_events(
                 organization_id, events, rebuild_view=rebuild_view, waiter=waiter
             )
+        # One timer, cancelled once answered: `asyncio.wait_for` wraps the wait in futures and
+        # callbacks of its own, which cost a single-event call more than the timer does.
+        expiry = loop.call_later(COMMIT_TIMEOUT_S, _give_up, waiter)
         try:
-            outcome = await asyncio.wait_for(waiter, COMMIT_TIMEOUT_S)
+            outcome = await waiter
         except TimeoutError as exc:
             future.cancel()  # not written, if the writer has not begun it
             raise _not_committed() from exc
         except asyncio.CancelledError:
             future.cancel()
             raise
+        finally:
+            expiry.cancel()
         return _result(outcome)
 
     def _submit_small(
@@ -208,6 +214,13 @@ class UsageService:
         except TimeoutError as exc:
             raise _not_committed() from exc
         return result
+
+
+def _give_up(waiter: asyncio.Future[BatchOutcome]) -> None:
+    """On the caller's loop, once its wait for the writer has run out: it raises TimeoutError
+    (an answer that arrives later finds the waiter done, and is dropped)."""
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def _result(outcome: BatchOutcome) -> IngestResult:
