@@ -78,6 +78,7 @@ def cases(sb: Company) -> list[tuple[str, dict[str, Any], dict[str, str], bool]]
         ("a default value", inc(count=...) | {"query": defaulted}, {}, True),
         ("an extra variable", inc(other=1), {}, True),
         ("count as text", inc(count="3"), {}, False),
+        ("count a whole number with a point", inc(count=3.0), {}, True),
         ("count with a fraction", inc(count=1.5), {}, False),
         ("count past 32 bits", inc(count=2**31), {}, False),
         ("count a boolean", inc(count=True), {}, False),
@@ -193,3 +194,41 @@ def test_every_call_is_answered_as_the_executor_answers_it(
     )
     assert '"code":"BRICK_NOT_FOUND"' in answers["unknown brick"][0][1]
     assert '"path":["counted"]' not in answers["with a client key and an alias"][0][1]
+
+
+def test_scalar_variables_are_coerced_as_graphql_core_coerces_them() -> None:
+    from graphql.execution.values import get_variable_values
+
+    from meterworks.facades.salesbricks import direct
+
+    plan = direct._plan_of(INCREMENT, None)
+    assert plan is not None
+    assert plan.scalars is not None
+    good = {"timestamp": WHEN, "subscriptionId": "sub_1", "brickId": "mtr_1", "count": 3.0}
+    definitions = plan.operation.variable_definitions
+
+    def described(values: Any) -> tuple[Any, ...]:
+        # Each coercion makes wrapping types (`String!`) of its own: compared by their names.
+        sources = {
+            name: (str(source.signature.type), source.signature.default, source.value)
+            for name, source in values.sources.items()
+        }
+        return sources, values.coerced
+
+    for variables in (good, {**good, "count": 2**31 - 1, "unused": [1, {"a": 2}]}):
+        walked = get_variable_values(direct.schema._schema, definitions or (), variables)
+        assert described(direct._scalars(plan, variables)) == described(walked)
+    assert direct._scalars(plan, good).coerced["count"] == 3  # type: ignore[union-attr]
+    # Anything the walk would refuse, or treat otherwise, is left to it.
+    for changed in (
+        {"count": True}, {"count": "3"}, {"count": 1.5}, {"count": 2**31}, {"count": None},
+        {"count": [3]}, {"timestamp": "yesterday"}, {"timestamp": 12345},
+        {"subscriptionId": 7}, {"brickId": {"id": "x"}},
+    ):  # fmt: skip
+        assert direct._scalars(plan, {**good, **changed}) is None, changed
+    assert direct._scalars(plan, {k: v for k, v in good.items() if k != "count"}) is None
+    assert direct._scalars(plan, [good]) is None
+    # A default value (or a variable that is not a scalar) leaves every call to the walk.
+    defaulted = direct._plan_of(INCREMENT.replace("$count: Int!", "$count: Int! = 4"), None)
+    assert defaulted is not None
+    assert defaulted.scalars is None
