@@ -32,7 +32,9 @@ def test_ingestion_lookups_equal_ordinary_reads_and_follow_changes(api: Api) -> 
             by_id = dict(subscriptions_by_id(conn, org, ids))
             (alone,) = subscriptions_by_id(conn, org, {gold.id}).values()
             by_id_alone = {gold.id: alone}
-            charging = subscriptions_charging(conn, org, {gold.customer["id"]})
+            charging = subscriptions_charging(
+                conn, org, {gold.customer["id"]}, lambda conn, org, plans: {}
+            )
             of_customer = {sub.id: sub for sub, _ in charging[gold.customer["id"]]}
         assert by_id_alone[gold.id] == ordinary[gold.id]
         return ordinary, by_id, of_customer

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -211,13 +212,6 @@ _STORED_OF_CUSTOMERS = Listed(
         t.subscriptions.c.customer_id.in_(ids),
     ),
 )
-_PLAN_METERS = Listed(
-    "ids",
-    lambda ids: select(t.plan_meters.c.plan_id, t.plan_meters.c.meter_id).where(
-        t.plan_meters.c.organization_id == bindparam("organization_id"),
-        t.plan_meters.c.plan_id.in_(ids),
-    ),
-)
 
 
 class _Built:
@@ -321,11 +315,17 @@ def subscription_ids(
     return list(conn.execute(query.order_by(c.id).limit(limit)).scalars())
 
 
+# (connection, organization id, plan ids) -> the meter ids each plan charges (plans without any
+# may be left out).
+PlanMeters = Callable[[Connection, str, set[str]], Mapping[str, AbstractSet[str]]]
+
+
 def subscriptions_charging(
-    conn: Connection, organization_id: str, customer_ids: set[str]
-) -> dict[str, list[tuple[Subscription, set[str]]]]:
-    """Per customer: its subscriptions with the meter ids each one's plan charges (ingestion's
-    lookup, see `_Built`)."""
+    conn: Connection, organization_id: str, customer_ids: set[str], plan_meters: PlanMeters
+) -> dict[str, list[tuple[Subscription, AbstractSet[str]]]]:
+    """Per customer: its subscriptions with the meter ids each one's plan charges, as
+    `plan_meters` finds them (ingestion's lookup, see `_Built`; ingestion keeps the plans'
+    meters per process, since a plan never changes)."""
     if not customer_ids:
         return {}
     rows = _STORED_OF_CUSTOMERS.execute(
@@ -333,15 +333,11 @@ def subscriptions_charging(
     ).all()
     subs = _BUILT.of(conn, organization_id, rows)
     plan_ids = {s.plan_id for s in subs}
-    meters_of: dict[str, set[str]] = {}
-    if plan_ids:
-        for row in _PLAN_METERS.execute(
-            conn, sorted(plan_ids), {"organization_id": organization_id}
-        ):
-            meters_of.setdefault(row.plan_id, set()).add(row.meter_id)
-    result: dict[str, list[tuple[Subscription, set[str]]]] = {}
+    meters_of = plan_meters(conn, organization_id, plan_ids) if plan_ids else {}
+    result: dict[str, list[tuple[Subscription, AbstractSet[str]]]] = {}
     for sub in subs:
-        result.setdefault(sub.customer_id, []).append((sub, meters_of.get(sub.plan_id, set())))
+        charged = meters_of.get(sub.plan_id, frozenset())
+        result.setdefault(sub.customer_id, []).append((sub, charged))
     return result
 
 
@@ -381,7 +377,7 @@ def cancel_subscription(
 
 
 def active_for_meter(
-    candidates: list[tuple[Subscription, set[str]]], meter_id: str, instant: datetime
+    candidates: list[tuple[Subscription, AbstractSet[str]]], meter_id: str, instant: datetime
 ) -> Subscription | None:
     """The subscription whose window contains `instant` and whose plan charges `meter_id`."""
     matches = [s for s, meters in candidates if meter_id in meters and s.in_window(instant)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -298,9 +299,9 @@ def prepare_batch(
             )
         )
     candidates = subscriptions_charging(
-        conn, organization_id, customer_ids | set(by_external.values())
+        conn, organization_id, customer_ids | set(by_external.values()), _KEPT.plan_meters
     )
-    plan_meters: dict[str, set[str]] = {}
+    plan_meters: dict[str, AbstractSet[str]] = {}
     for pairs in candidates.values():
         for sub, meter_ids in pairs:
             plan_meters[sub.id] = meter_ids
