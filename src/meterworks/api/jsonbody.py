@@ -31,9 +31,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid JSON number")
 
 
+_EXACT = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
 def loads(body: bytes) -> Any:
-    """JSON with exact numbers: `0.1` is Decimal('0.1'); NaN and Infinity are refused."""
-    return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+    """JSON with exact numbers: `0.1` is Decimal('0.1'); NaN and Infinity are refused.
+
+    As `json.loads(body, parse_float=Decimal, parse_constant=...)` reads it, with one decoder
+    made once: `json.loads` makes a decoder of its own for every call given options (half of a
+    small body's cost)."""
+    return _EXACT.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
 
 
 def check_text(value: str, where: str) -> None:
