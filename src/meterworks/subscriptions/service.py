@@ -223,10 +223,10 @@ class _Built:
     (`_stored`), and build a subscription only from values not met before: a new one, or one
     changed since. Equal values build an equal subscription, so nothing is ever stale. Kept
     subscriptions are shared by the callers that meet them: their metadata is not to be
-    changed. Bounded: past `limit` entries the table starts again empty.
+    changed. Bounded: past `limit` entries (about 1 KB each) the table starts again empty.
     """
 
-    def __init__(self, limit: int = 50_000) -> None:
+    def __init__(self, limit: int = 20_000) -> None:
         self._limit = limit
         self._built: dict[tuple[Any, ...], Subscription] = {}
         self._processors: dict[str, list[Callable[[Any], Any] | None]] = {}
