@@ -309,7 +309,7 @@ def prepare_batch(
     if missing_plans:
         meter_sets = _KEPT.plan_meters(conn, organization_id, missing_plans)
         for sub in subs.values():
-            plan_meters.setdefault(sub.id, set(meter_sets.get(sub.plan_id, ())))
+            plan_meters.setdefault(sub.id, meter_sets.get(sub.plan_id, _NONE))
 
     now_us = to_micros(now)
     horizon_us = now_us + future_tolerance_seconds * 1_000_000
