@@ -186,18 +186,20 @@ def subscription_not_found(subscription_id: str) -> NotFound:
     return NotFound(f"subscription `{subscription_id}` not found", code="subscription_not_found")
 
 
+def _one(query: Any) -> Any:
+    """`query` narrowed to the subscription `:subscription_id` of `:organization_id`."""
+    return query.where(
+        t.subscriptions.c.organization_id == bindparam("organization_id"),
+        t.subscriptions.c.id == bindparam("subscription_id"),
+    )
+
+
 # Built once: every usage read and ingested batch runs these (building a statement costs more
 # than running it).
-_BY_ID = _joined().where(
-    t.subscriptions.c.organization_id == bindparam("organization_id"),
-    t.subscriptions.c.id == bindparam("subscription_id"),
-)
+_BY_ID = _one(_joined())
 # Ingestion's lookups read the stored values (`_Built`).
 _STORED_JOINED = _joined([_stored(column) for column in _COLUMNS])
-_STORED_BY_ID = _STORED_JOINED.where(
-    t.subscriptions.c.organization_id == bindparam("organization_id"),
-    t.subscriptions.c.id == bindparam("subscription_id"),
-)
+_STORED_BY_ID = _one(_STORED_JOINED)
 _STORED_BY_IDS = Listed(
     "ids",
     lambda ids: _STORED_JOINED.where(
