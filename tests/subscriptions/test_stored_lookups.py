@@ -31,12 +31,11 @@ def test_ingestion_lookups_equal_ordinary_reads_and_follow_changes(api: Api) -> 
             ordinary = {sid: get_subscription(conn, org, sid) for sid in ids}
             by_id = dict(subscriptions_by_id(conn, org, ids))
             (alone,) = subscriptions_by_id(conn, org, {gold.id}).values()
-            by_id_alone = {gold.id: alone}
             charging = subscriptions_charging(
                 conn, org, {gold.customer["id"]}, lambda conn, org, plans: {}
             )
             of_customer = {sub.id: sub for sub, _ in charging[gold.customer["id"]]}
-        assert by_id_alone[gold.id] == ordinary[gold.id]
+        assert alone == ordinary[gold.id]
         return ordinary, by_id, of_customer
 
     ordinary, by_id, of_customer = looked_up()
