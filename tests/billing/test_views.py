@@ -243,3 +243,66 @@ def test_a_due_view_is_built_by_one_process_only(
     assert _request(story, sub) is None
     view = _preview(story, sub)
     assert (view["view"]["builds"], view["total"]) == (2, "21.00")
+
+
+def test_a_request_asked_for_again_before_its_claim_is_left_for_later(
+    story: Story, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    story.now("2025-01-01")
+    story.meter("api_calls", "sum", unit="call")
+    plan = story.plan(
+        [{"type": "usage", "meter": "api_calls", "model": "per_unit", "unit_price": "0.10"}]
+    )
+    again, other = (
+        story.subscribe(story.customer(name), plan, "2025-01-01T00:00:00Z")
+        for name in ("again", "other")
+    )
+    story.now("2025-01-10T12:00:00")
+    for sub in (again, other):
+        _preview(story, sub)
+        story.send(sub, "api_calls", "2025-01-10T11:00", 10, key=f"first-{sub}")
+    db, now = story.server.db, at("2025-01-10T12:00:02")
+    original = db.transaction
+    asked: list[str] = []
+
+    def claim_after_another_write(*args: Any, **kwargs: Any) -> Any:
+        if not asked:  # the claim's transaction: a write asks for `again` once more first
+            asked.append(again)
+            story.now("2025-01-10T12:00:01")
+            story.send(again, "api_calls", "2025-01-10T11:30", 5, key="second")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(db, "transaction", claim_after_another_write)
+    assert views.rebuild_due(db, now) == 1
+    monkeypatch.undo()
+    assert asked == [again]
+    assert _request(story, other) is None
+    left = _request(story, again)
+    assert left is not None
+    assert left.requested_at == at("2025-01-10T12:00:01")
+    # The other view was rebuilt with its write; this one waits for its own rebuild.
+    assert _preview(story, other)["total"] == "1.00"
+    assert views.rebuild_due(db, at("2025-01-10T12:00:03")) == 1
+    assert _request(story, again) is None
+    assert _preview(story, again)["total"] == "1.50"
+
+
+def test_every_due_request_is_claimed_and_rebuilt_in_one_pass(story: Story) -> None:
+    story.now("2025-01-01")
+    story.meter("api_calls", "sum", unit="call")
+    plan = story.plan(
+        [{"type": "usage", "meter": "api_calls", "model": "per_unit", "unit_price": "0.10"}]
+    )
+    subs = [
+        story.subscribe(story.customer(f"c{n}"), plan, "2025-01-01T00:00:00Z") for n in range(30)
+    ]
+    story.now("2025-01-10T12:00:00")
+    for n, sub in enumerate(subs):
+        story.send(sub, "api_calls", "2025-01-10T11:00", n + 1, key=f"k-{sub}")
+    db = story.server.db
+    assert views.rebuild_due(db, at("2025-01-10T12:00:01")) == 0  # none due yet
+    assert views.rebuild_due(db, at("2025-01-10T12:00:02")) == len(subs)
+    assert all(_request(story, sub) is None for sub in subs)
+    assert [_preview(story, sub)["total"] for sub in subs] == [
+        f"{(n + 1) / 10:.2f}" for n in range(len(subs))
+    ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, or_, select
+from sqlalchemy import bindparam, delete, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
 from meterworks.billing.compose import Composer
@@ -254,22 +254,18 @@ def rebuild_due(db: Database, now: datetime, *, limit: int = 200) -> int:
         ).all()
     if not due:
         return 0
+    # One statement claims them all: the write turn it takes holds up every ledger writer, and
+    # one update per request held it 30–40 ms for 128 requests. A request asked for again since
+    # the read (a new `requested_at`) or claimed meanwhile is left out.
+    asked = [(row.organization_id, row.subscription_id, row.requested_at) for row in due]
     with db.transaction() as conn:
-        claimed = [
-            row
-            for row in due
-            if conn.execute(
-                t.billing_view_requests.update()
-                .where(
-                    R.organization_id == row.organization_id,
-                    R.subscription_id == row.subscription_id,
-                    R.requested_at == row.requested_at,
-                    free,
-                )
-                .values(claimed_until=now + RETRY_AFTER)
-            ).rowcount
-            == 1
-        ]
+        returned = conn.execute(
+            t.billing_view_requests.update()
+            .where(tuple_(R.organization_id, R.subscription_id, R.requested_at).in_(asked), free)
+            .values(claimed_until=now + RETRY_AFTER)
+            .returning(R.organization_id, R.subscription_id, R.requested_at, R.due_at)
+        ).all()
+    claimed = sorted(returned, key=lambda row: row.due_at)
     rebuilt = 0
     for row in claimed:
         try:
