@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -304,5 +305,5 @@ def test_every_due_request_is_claimed_and_rebuilt_in_one_pass(story: Story) -> N
     assert views.rebuild_due(db, at("2025-01-10T12:00:02")) == len(subs)
     assert all(_request(story, sub) is None for sub in subs)
     assert [_preview(story, sub)["total"] for sub in subs] == [
-        f"{(n + 1) / 10:.2f}" for n in range(len(subs))
+        f"{Decimal(n + 1) / 10:.2f}" for n in range(len(subs))
     ]
