@@ -217,8 +217,10 @@ usage_events = Table(
     # Reading a subscription's usage of one meter over a span (rebuilds, traces) reads this
     # range and skips its other meters' entries. Without the meter in the key, a write of
     # interleaved meters lands in one place per subscription instead of one per pair: on
-    # SQLite this index cost more than the rest of the row's insert.
-    Index(None, "organization_id", "subscription_id", "ts_us"),
+    # SQLite this index cost more than the rest of the row's insert. Without the organization
+    # (every read names it too, and checks it on the row), each entry is some 30 bytes
+    # shorter: fewer pages to change and commit in SQLite's one write turn.
+    Index(None, "subscription_id", "ts_us"),
 )
 
 # Running totals per (subscription, meter, period), updated in the events' own transaction.
