@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from meterworks.api.events import DECODED_INLINE_BYTES
 from tests.api.builders import NOW, START, Api, Metered, error_of, event
 
 D = Decimal
@@ -332,6 +334,31 @@ def test_every_bad_index_is_reported_at_once(api: Api) -> None:
         (2, "quantity", "invalid_quantity"),
     ]
     assert api.ledger_rows() == 0
+
+
+def test_a_large_body_is_refused_as_a_small_one_is(api: Api) -> None:
+    """A body of 64 KiB or more is decoded and validated away from the event loop: refused in
+    the same shape, every bad index named, nothing written."""
+    setup = api.metered("sum")
+    events = [
+        event(f"big-{n}", subscription_id=setup.id, meter=setup.key("sum"), quantity=1)
+        for n in range(1_000)
+    ]
+    events[17] = events[17] | {"meter": "nope"}
+    events[640] = events[640] | {"quantity": "x"}
+    body = json.dumps({"events": events}).encode()
+    assert len(body) > DECODED_INLINE_BYTES
+    error = error_of(api.client.post("/v1/events", content=body), 422)
+    assert error["message"] == "2 of 1000 events are not valid; nothing was written"
+    assert [(d["index"], d["field"], d["code"]) for d in error["details"]] == [
+        (17, "meter", "meter_not_found"),
+        (640, "quantity", "invalid_quantity"),
+    ]
+    assert api.ledger_rows() == 0
+    events[17] = events[17] | {"meter": setup.key("sum")}
+    events[640] = events[640] | {"quantity": 1}
+    assert api.record(events) == {"accepted": 1_000, "duplicates": 0}
+    assert api.quantities(setup.id) == {setup.key("sum"): "1000"}
 
 
 @pytest.mark.parametrize(

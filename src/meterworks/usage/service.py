@@ -120,20 +120,23 @@ class UsageService:
             future = self.writer.submit_events(
                 organization_id, events, rebuild_view=rebuild_view, waiter=waiter
             )
-        # One timer, cancelled once answered: `asyncio.wait_for` wraps the wait in futures and
-        # callbacks of its own, which cost a single-event call more than the timer does.
-        expiry = loop.call_later(COMMIT_TIMEOUT_S, _give_up, waiter)
-        try:
-            outcome = await waiter
-        except TimeoutError as exc:
-            future.cancel()  # not written, if the writer has not begun it
-            raise _not_committed() from exc
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        finally:
-            expiry.cancel()
-        return _result(outcome)
+        return await _committed(loop, waiter, future)
+
+    async def record_read_async(
+        self, organization_id: str, read: Callable[[], Any], *, source: str
+    ) -> IngestResult:
+        """`record_async` of the events `read` returns (a large body, decoded), read and
+        validated in one hop to a worker thread: handed back to the event loop in between,
+        they would wait for the interpreter lock once more on the way out and in again."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[BatchOutcome] = loop.create_future()
+
+        def read_and_prepare() -> list[NewEvent]:
+            return self.prepare(organization_id, read(), source=source)
+
+        events = await asyncio.to_thread(read_and_prepare)
+        future = self.writer.submit_events(organization_id, events, waiter=waiter)
+        return await _committed(loop, waiter, future)
 
     def _submit_small(
         self,
@@ -214,6 +217,28 @@ class UsageService:
         except TimeoutError as exc:
             raise _not_committed() from exc
         return result
+
+
+async def _committed(
+    loop: asyncio.AbstractEventLoop,
+    waiter: asyncio.Future[BatchOutcome],
+    future: Future[BatchOutcome],
+) -> IngestResult:
+    """The answer the writer gives `waiter` (for the write `future` is), once committed."""
+    # One timer, cancelled once answered: `asyncio.wait_for` wraps the wait in futures and
+    # callbacks of its own, which cost a single-event call more than the timer does.
+    expiry = loop.call_later(COMMIT_TIMEOUT_S, _give_up, waiter)
+    try:
+        outcome = await waiter
+    except TimeoutError as exc:
+        future.cancel()  # not written, if the writer has not begun it
+        raise _not_committed() from exc
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+    finally:
+        expiry.cancel()
+    return _result(outcome)
 
 
 def _give_up(waiter: asyncio.Future[BatchOutcome]) -> None:
