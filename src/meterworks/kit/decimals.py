@@ -8,6 +8,7 @@ from typing import Any
 # A quantity may carry up to this many significant digits; more is refused, not rounded.
 MAX_DIGITS = 38
 MAX_SCALE = 18
+_ZERO = Decimal(0)
 
 
 class DecimalInputError(ValueError):
@@ -44,14 +45,15 @@ def bounded_decimal(number: Decimal) -> Decimal:
         raise DecimalInputError("must be a finite number")
     _, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)
-    scale = max(0, -exponent)
-    integer_digits = len(digits) + exponent
-    if scale > MAX_SCALE or integer_digits > MAX_DIGITS - MAX_SCALE:
+    # Its decimals are -exponent (none where the exponent is positive); its integer digits
+    # len(digits) + exponent. Compared directly: run for every event, `max` and `== 0` cost a
+    # third as much again as the rest.
+    if exponent < -MAX_SCALE or len(digits) + exponent > MAX_DIGITS - MAX_SCALE:
         raise DecimalInputError(
             f"must have at most {MAX_DIGITS - MAX_SCALE} integer digits and {MAX_SCALE} decimals"
         )
-    if number == 0:
-        return Decimal(0)
+    if not number:
+        return _ZERO
     return number
 
 
