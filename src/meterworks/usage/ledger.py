@@ -193,7 +193,7 @@ _FROM_STAGED = (
 )
 # A write of this many keys or more is made without looking them up first (`append`). On
 # PostgreSQL, in-process, batches of 5,000 new keys took 8.1–13.2 µs an event so, against
-# 10.3–16.3 with the look-up. On SQLite the look-up and the sorting out around it took 0.9–1.4
+# 10.3–16.3 with the look-up. On SQLite the look-up and the sorting out around it took 1.4–1.8
 # µs an event of the write turn, and 0.7–0.9 without it (batched ingestion's benchmark).
 UNPROBED_FROM = 100
 # Past this many runs of staged rows (duplicates between them), the rows go the plain way.
