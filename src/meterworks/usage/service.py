@@ -113,21 +113,23 @@ class UsageService:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[BatchOutcome] = loop.create_future()
         future = self._submit_small(organization_id, raw_events, source, rebuild_view, waiter)
-        if future is None:
-            events = await asyncio.to_thread(
-                self.prepare, organization_id, raw_events, source=source
-            )
-            future = self.writer.submit_events(
-                organization_id, events, rebuild_view=rebuild_view, waiter=waiter
+        if future is None:  # a larger batch: validated in a worker thread
+            return await self.record_read_async(
+                organization_id, lambda: raw_events, source=source, rebuild_view=rebuild_view
             )
         return await _committed(loop, waiter, future)
 
     async def record_read_async(
-        self, organization_id: str, read: Callable[[], Any], *, source: str
+        self,
+        organization_id: str,
+        read: Callable[[], Any],
+        *,
+        source: str,
+        rebuild_view: bool = True,
     ) -> IngestResult:
-        """`record_async` of the events `read` returns (a large body, decoded), read and
-        validated in one hop to a worker thread: handed back to the event loop in between,
-        they would wait for the interpreter lock once more on the way out and in again."""
+        """Record the events `read` returns, read and validated in one hop to a worker thread
+        (a large body, decoded there: handed back to the event loop in between, its events
+        would wait for the interpreter lock once more on the way out and in again)."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[BatchOutcome] = loop.create_future()
 
@@ -135,7 +137,9 @@ class UsageService:
             return self.prepare(organization_id, read(), source=source)
 
         events = await asyncio.to_thread(read_and_prepare)
-        future = self.writer.submit_events(organization_id, events, waiter=waiter)
+        future = self.writer.submit_events(
+            organization_id, events, rebuild_view=rebuild_view, waiter=waiter
+        )
         return await _committed(loop, waiter, future)
 
     def _submit_small(
