@@ -54,7 +54,7 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     append_knowing = ledger._append_knowing
 
     def counted(*args: Any) -> list[BatchOutcome]:
-        attempts.append(len(args[-1]))
+        attempts.append(len(args[6]))  # `known`
         return append_knowing(*args)
 
     monkeypatch.setattr(ledger, "_append_knowing", counted)

@@ -287,6 +287,8 @@ def append(
     next_seq = lock_sequence(conn, organization_id)
     keys = list({e.idempotency_key for batch in batches for e in batch})
     if len(keys) >= UNPROBED_FROM:
+        # No key twice among the batches: as the ledger holds none of them, every event is new.
+        distinct = len(keys) == sum(map(len, batches))
         # Written as if every key were new, without looking them up: the ledger's unique index
         # refuses a key it holds already, and then this write is undone and made again with
         # the keys looked up. A batch's keys are new but for a retry, and a batch sent whole
@@ -294,7 +296,7 @@ def append(
         savepoint = conn.begin_nested()
         try:
             outcomes = _append_knowing(
-                conn, organization_id, batches, received_at_us, staged, next_seq, {}
+                conn, organization_id, batches, received_at_us, staged, next_seq, {}, distinct
             )
         except IntegrityError:
             savepoint.rollback()
@@ -313,29 +315,33 @@ def _append_knowing(
     staged: Sequence[int | None] | None,
     next_seq: int,
     known: dict[str, str],
+    all_new: bool = False,
 ) -> list[BatchOutcome]:
     """`append` once the sequence row is held, given the payload hash of each key of the
-    batches that the ledger holds (`known_hashes`)."""
+    batches that the ledger holds (`known_hashes`); `all_new` where every event is known to be
+    new (no key in the ledger, none twice), so none is looked at one by one."""
     outcomes: list[BatchOutcome] = []
     fresh: list[tuple[NewEvent, int]] = []
     # (first ord, last ord, first seq) of each run of staged rows to copy, while all are staged.
     runs: list[list[int]] | None = None if staged is None else []
     for position, batch in enumerate(batches):
-        sorted_out = _sort_out(batch, known)
-        if sorted_out.conflicts:
-            outcomes.append(_refused(sorted_out.conflicts))
-            continue
+        if all_new:
+            sorted_out = _SortedOut(list(batch), list(range(len(batch))), 0, [])
+        else:
+            sorted_out = _sort_out(batch, known)
+            if sorted_out.conflicts:
+                outcomes.append(_refused(sorted_out.conflicts))
+                continue
+            known.update((e.idempotency_key, e.payload_hash) for e in sorted_out.new)
         new = sorted_out.new
-        known.update((e.idempotency_key, e.payload_hash) for e in new)
         if runs is not None and new:
             start = staged[position]  # type: ignore[index]
             if start is None:  # rows to write that were not staged: all go the plain way
                 runs = None
             else:
                 _add_runs(runs, start, sorted_out.places, next_seq)
-        for event in new:
-            fresh.append((event, next_seq))
-            next_seq += 1
+        fresh.extend(zip(new, range(next_seq, next_seq + len(new)), strict=True))
+        next_seq += len(new)
         outcomes.append(BatchOutcome(accepted=len(new), duplicates=sorted_out.duplicates))
     if fresh and runs is not None and len(runs) <= _MOST_RUNS:
         for first, last, seq in runs:

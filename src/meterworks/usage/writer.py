@@ -78,6 +78,9 @@ class _Append:
     waiter: asyncio.Future[BatchOutcome] | None = None
     # Where its rows were staged on the writer's connection (`ledger.stage`); None if not.
     staged_at: int | None = None
+    # Each subscription of its events, with the earliest timestamp among them (µs): worked out
+    # before the write turn where the events are (`_earliest`).
+    earliest: dict[str, int] | None = None
 
 
 # A job returns its answer and the subscriptions whose usage it changed: their ids, or a map
@@ -182,6 +185,7 @@ class LedgerWriter:
         too, where given (a caller on an event loop); cancelling the returned future before
         the write begins withdraws the batch."""
         item = _Append(organization_id, events, rebuild_view, len(events), waiter=waiter)
+        item.earliest = _earliest(events)
         self._enqueue(item)
         return item.future
 
@@ -429,15 +433,14 @@ class LedgerWriter:
                     results[position] = _result(outcome)
                     if outcome.error is not None:
                         continue
-                    if outcome.accepted:
-                        _note_changes(
-                            changed.setdefault(organization_id, {}),
-                            ((e.subscription.id, e.ts_us) for e in item.events),
-                        )
-                    if item.rebuild_view and outcome.accepted:
-                        touched.setdefault(organization_id, set()).update(
-                            e.subscription.id for e in item.events
-                        )
+                    if not outcome.accepted:
+                        continue
+                    earliest = item.earliest
+                    if earliest is None:
+                        earliest = item.earliest = _earliest(item.events)
+                    _note_changes(changed.setdefault(organization_id, {}), earliest.items())
+                    if item.rebuild_view:
+                        touched.setdefault(organization_id, set()).update(earliest)
                 for position in jobs.get(organization_id, []):
                     job = group[position]
                     assert isinstance(job, _Job)
@@ -486,6 +489,7 @@ def _validate(conn: Connection, group: list[_Append | _Job]) -> None:
                 item.refused = outcome
             else:
                 item.events = outcome
+                item.earliest = _earliest(outcome)
 
 
 def _answer(group: list[_Append | _Job], results: list[tuple[bool, Any]]) -> None:
@@ -515,6 +519,17 @@ def _wake(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             waiter.set_result(value)
         else:
             waiter.set_exception(value)
+
+
+def _earliest(events: list[NewEvent]) -> dict[str, int]:
+    """Each subscription of `events`, with the earliest timestamp among them (µs)."""
+    earliest: dict[str, int] = {}
+    for event in events:
+        subscription_id = event.subscription.id
+        held = earliest.get(subscription_id)
+        if held is None or event.ts_us < held:
+            earliest[subscription_id] = event.ts_us
+    return earliest
 
 
 def _note_changes(into: dict[str, int], changes: Iterable[tuple[str, int]]) -> None:
