@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from meterworks.api.spread import LARGE_BYTES, shared_path
 from meterworks.config import Settings
 from meterworks.db import tables as t
 from meterworks.db.engine import Database
@@ -226,11 +228,15 @@ def test_serve_with_two_workers_counts_every_event_once(dialect: str, tmp_path: 
             _await_health(base, process)
             assert len(_children(process.pid)) >= 2  # the workers (and no more than a helper)
             token = last_line(meterworks("keys", "create", "--db", url, "--org", "W").stdout)
-            _record_from_many_connections(base, token)
+            subscription_id, when = _record_from_many_connections(base, token)
+            # The processes count the connections of large calls in a file they share.
+            assert Path(shared_path(process.pid)).exists()
+            _record_large_calls_on_kept_connections(base, token, subscription_id, when)
         finally:
             process.send_signal(signal.SIGINT)
             _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr
+        assert not Path(shared_path(process.pid)).exists()
         assert b"Traceback" not in stderr
         assert meterworks("ledger", "verify", "--db", url).returncode == 0
 
@@ -248,7 +254,7 @@ def _await_health(base: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError("serve --workers 2 did not become healthy")
 
 
-def _record_from_many_connections(base: str, token: str) -> None:
+def _record_from_many_connections(base: str, token: str) -> tuple[str, str]:
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
 
@@ -301,6 +307,40 @@ def _record_from_many_connections(base: str, token: str) -> None:
         f"{base}/v1/subscriptions/{sub['id']}/usage", params={"at": when}, headers=headers
     ).json()
     assert [m["quantity"] for m in usage["meters"]] == ["150"]
+    return sub["id"], when
+
+
+def _record_large_calls_on_kept_connections(
+    base: str, token: str, subscription_id: str, when: str
+) -> None:
+    """Four clients, each on a connection it keeps, send large calls (past 64 KiB): every call
+    is answered exactly, whether the process answering it kept the connection or closed it for
+    the client to connect again (api/spread.py)."""
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def client(number: int) -> list[dict[str, int]]:
+        answers = []
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as kept:
+            for call in range(4):
+                batch = [
+                    {"idempotency_key": f"large-{number}-{call}-{i}", "meter": "calls",
+                     "subscription_id": subscription_id, "timestamp": when, "quantity": "0.5"}
+                    for i in range(700)
+                ]  # fmt: skip
+                content = json.dumps({"events": batch}).encode()
+                assert len(content) >= LARGE_BYTES
+                response = kept.post("/v1/events", content=content)
+                assert response.status_code == 200, response.text
+                answers.append(response.json())
+        return answers
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = [answer for answered in pool.map(client, range(4)) for answer in answered]
+    assert answers == [{"accepted": 700, "duplicates": 0}] * 16
+    usage = httpx.get(
+        f"{base}/v1/subscriptions/{subscription_id}/usage", params={"at": when}, headers=headers
+    ).json()
+    assert [m["quantity"] for m in usage["meters"]] == [str(150 + 16 * 350)]
 
 
 @pytest.mark.parametrize("flag", [None, "--access-log"])

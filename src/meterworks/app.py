@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,7 @@ from meterworks.api.context import AppContext
 from meterworks.api.errors import install_error_handlers
 from meterworks.api.hot import NATIVE_EVENTS, PREVIEW_READ, USAGE_READ, HotCalls, run_read
 from meterworks.api.routes import add_routes
+from meterworks.api.spread import Spread, SpreadLargeCalls, shared_path
 from meterworks.billing.service import BillingService
 from meterworks.config import Settings
 from meterworks.db.engine import Database
@@ -150,7 +152,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             context=context,
             calls=(NATIVE_EVENTS, REPORT, SET_COUNT, USAGE, USAGE_READ, PREVIEW_READ),
         )
-        return BodyLimit(hot, limit=settings.max_body_bytes)
+        limited = BodyLimit(hot, limit=settings.max_body_bytes)
+        if settings.workers > 1:  # one of `serve --workers N`'s processes
+            return SpreadLargeCalls(limited, Spread(shared_path(os.getppid()), settings.workers))
+        return limited
 
     app = Served(
         in_front,

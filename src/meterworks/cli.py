@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sys
@@ -122,13 +123,21 @@ def serve(
             METERWORKS_DATABASE_URL=settings.database_url,
             METERWORKS_HOST=settings.host,
             METERWORKS_PORT=str(settings.port),
+            METERWORKS_WORKERS=str(settings.workers),
         )
-        uvicorn.run(
-            "meterworks.cli:application_from_environment",
-            factory=True,
-            workers=settings.workers,
-            **served,
-        )
+        try:
+            uvicorn.run(
+                "meterworks.cli:application_from_environment",
+                factory=True,
+                workers=settings.workers,
+                **served,
+            )
+        finally:
+            # The file the processes spread large calls by (api/spread.py).
+            from meterworks.api.spread import shared_path
+
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(shared_path(os.getpid()))
         return
     uvicorn.run(create_app(settings), **served)
 
