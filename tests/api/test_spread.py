@@ -119,3 +119,8 @@ def test_the_middleware_closes_a_large_calls_connection_and_no_small_ones(tmp_pa
     assert (b"connection", b"close") in large[0]["headers"]
     assert (b"connection", b"close") not in slow[0]["headers"]
     assert busy._calls == 0
+
+
+def test_a_file_that_cannot_be_opened_spreads_nothing(tmp_path: Path) -> None:
+    spread = Spread(str(tmp_path / "missing" / "spread.connections"), 2)
+    assert serving(spread, 5).closing() is False
