@@ -66,7 +66,8 @@ class Spread:
         return None
 
     def _publish(self) -> None:
-        assert self._fd is not None and self._slot is not None
+        assert self._fd is not None
+        assert self._slot is not None
         os.pwrite(self._fd, _SLOT.pack(self._calls), _SLOT.size * self._slot)
 
     def close(self) -> None:
