@@ -79,7 +79,7 @@ class _Append:
     # Where its rows were staged on the writer's connection (`ledger.stage`); None if not.
     staged_at: int | None = None
     # Each subscription of its events, with the earliest timestamp among them (µs): worked out
-    # before the write turn where the events are (`_earliest`).
+    # by the writer before the write turn (`_write`), or in it for a call that joined there.
     earliest: dict[str, int] | None = None
 
 
@@ -185,7 +185,6 @@ class LedgerWriter:
         too, where given (a caller on an event loop); cancelling the returned future before
         the write begins withdraws the batch."""
         item = _Append(organization_id, events, rebuild_view, len(events), waiter=waiter)
-        item.earliest = _earliest(events)
         self._enqueue(item)
         return item.future
 
@@ -335,6 +334,8 @@ class LedgerWriter:
                 item.staged_at = None  # from an attempt before, if any
                 if item.refused is None and item.events:
                     appends.append(item)
+                    if item.earliest is None:
+                        item.earliest = _earliest(item.events)
         # Staging is SQLite's only (where the writer also gives way): a PostgreSQL writer COPYs.
         staging = self._gives_way and _events(appends) >= STAGED_FROM
         if not staging and all(len(item.events) < SETTLED_FROM for item in appends):
@@ -489,7 +490,6 @@ def _validate(conn: Connection, group: list[_Append | _Job]) -> None:
                 item.refused = outcome
             else:
                 item.events = outcome
-                item.earliest = _earliest(outcome)
 
 
 def _answer(group: list[_Append | _Job], results: list[tuple[bool, Any]]) -> None:
@@ -524,11 +524,7 @@ def _wake(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 def _earliest(events: list[NewEvent]) -> dict[str, int]:
     """Each subscription of `events`, with the earliest timestamp among them (µs)."""
     earliest: dict[str, int] = {}
-    for event in events:
-        subscription_id = event.subscription.id
-        held = earliest.get(subscription_id)
-        if held is None or event.ts_us < held:
-            earliest[subscription_id] = event.ts_us
+    _note_changes(earliest, ((e.subscription.id, e.ts_us) for e in events))
     return earliest
 
 
