@@ -215,6 +215,14 @@ class Database:
         self._writers.close()
 
 
+def _sqlite_file(engine: Engine) -> str | None:
+    """The path of the engine's SQLite database file; None for PostgreSQL or in-memory SQLite."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return database
+
+
 class _WriterTurns:
     """Write transactions on one SQLite file take turns through a lock file, across processes.
 
@@ -248,10 +256,8 @@ class _WriterTurns:
 
     @classmethod
     def for_database(cls, engine: Engine) -> _WriterTurns:
-        database = engine.url.database
-        if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-            return cls(None)
-        return cls(f"{database}-writers.lock")
+        database = _sqlite_file(engine)
+        return cls(None if database is None else f"{database}-writers.lock")
 
     @contextmanager
     def turn(self) -> Iterator[None]:
@@ -329,10 +335,7 @@ class _Checkpoints:
 
     @classmethod
     def for_database(cls, engine: Engine, turns: _WriterTurns) -> _Checkpoints:
-        database = engine.url.database
-        if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-            return cls(None, turns)
-        return cls(database, turns)
+        return cls(_sqlite_file(engine), turns)
 
     def due(self) -> None:
         """After a commit: a checkpoint is due (the thread is started if it is not running)."""
