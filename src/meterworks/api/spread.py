@@ -70,11 +70,6 @@ class Spread:
         assert self._slot is not None
         os.pwrite(self._fd, _SLOT.pack(self._calls), _SLOT.size * self._slot)
 
-    def close(self) -> None:
-        fd, self._fd, self._slot = self._fd, None, None
-        if fd is not None:
-            os.close(fd)
-
     def started(self) -> None:
         """A large call begins."""
         if self._slot is not None:
