@@ -40,24 +40,28 @@ def terminate(database_url: str, pid: int) -> None:
     raise AssertionError(f"backend {pid} did not end")
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_connection_idle_long_enough_is_pinged_and_replaced_if_the_server_closed_it(
-    database_url: str, db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def closed_by_server(database_url: str, db: Database) -> int:
+    """The backend of the pool's one connection, ended by the server while it sat in the pool."""
     first = backend(db)
     terminate(database_url, first)
+    return first
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_connection_idle_long_enough_is_pinged_and_replaced_if_the_server_closed_it(
+    db: Database, closed_by_server: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(engine_module, "PING_IDLE_S", 0.0)  # every connection counts as idle
-    assert backend(db) != first  # the ping failed, and the pool handed out a new connection
+    assert backend(db) != closed_by_server  # the ping failed; the pool handed out a new one
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_connection_used_a_moment_ago_is_handed_out_without_a_ping(
-    database_url: str, db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database, closed_by_server: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = backend(db)
-    terminate(database_url, first)
     monkeypatch.setattr(engine_module, "PING_IDLE_S", 3600.0)
     # Not pinged: the first use finds it closed, and is answered "retry later".
     with pytest.raises(Unavailable):
         backend(db)
-    assert backend(db) != first  # the pool dropped it; the retry gets a new one
+    assert backend(db) != closed_by_server  # the pool dropped it; the retry gets a new one
