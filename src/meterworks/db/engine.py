@@ -159,14 +159,17 @@ class Database:
         *,
         holding: AbstractContextManager[Any] | None = None,
         on: Connection | None = None,
+        waiting: Callable[[], bool] | None = None,
     ) -> Iterator[Connection]:
         """One unit of work: commits on success, rolls back on any error.
 
         `holding` (a lock, say) is entered once it is this transaction's turn to write, and left
         after the commit. `on`, where given, is a connection from `connect` to run it on (one
-        that holds what was made ready for it beforehand); by default, one from the pool."""
+        that holds what was made ready for it beforehand); by default, one from the pool.
+        `waiting`, where given, is called between tries while another process holds the turn
+        (SQLite); it returns whether it did anything (if not, the next try waits a moment)."""
         try:
-            with self._writers.turn(), holding or nullcontext():
+            with self._writers.turn(waiting), holding or nullcontext():
                 if on is None:
                     with self.engine.begin() as conn:
                         yield conn
@@ -260,7 +263,8 @@ class _WriterTurns:
         return cls(None if database is None else f"{database}-writers.lock")
 
     @contextmanager
-    def turn(self) -> Iterator[None]:
+    def turn(self, waiting: Callable[[], bool] | None = None) -> Iterator[None]:
+        """Hold the turn to write; `waiting`, where given, as `Database.transaction`'s."""
         if self._path is None:
             yield
             return
@@ -271,9 +275,9 @@ class _WriterTurns:
             if fd is None:
                 yield
                 return
+            if self._depth == 0:
+                self._take(fd, waiting)  # on failure, raises holding nothing
             self._depth += 1
-            if self._depth == 1:
-                self._take(fd)
             try:
                 yield
             finally:
@@ -283,7 +287,7 @@ class _WriterTurns:
         finally:
             self._threads.release()
 
-    def _take(self, fd: int) -> None:
+    def _take(self, fd: int, waiting: Callable[[], bool] | None) -> None:
         deadline = time.monotonic() + self.WAIT_S
         while True:
             try:
@@ -291,9 +295,9 @@ class _WriterTurns:
                 return
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    self._depth -= 1
                     raise Unavailable("the database is busy, retry later") from None
-                time.sleep(self.POLL_S)
+                if waiting is None or not waiting():
+                    time.sleep(self.POLL_S)
 
     def close(self) -> None:
         with self._threads:
