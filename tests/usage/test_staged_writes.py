@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -34,8 +34,8 @@ def started(
     staged: list[int] = []
     stage = writer_module.stage
 
-    def counted(conn: Any, batches: Sequence[Sequence[NewEvent]]) -> list[int]:
-        starts = stage(conn, batches)
+    def counted(conn: Any, batches: Sequence[Sequence[NewEvent]], *, after: int = 0) -> list[int]:
+        starts = stage(conn, batches, after=after)
         staged.append(sum(len(batch) for batch in batches))
         return starts
 
@@ -189,6 +189,65 @@ def test_a_staged_group_writes_exactly_its_new_events_numbered_in_order(
         key.split("-", 1)[1] for key in expected_new
     ]
     assert api.ledger_rows() == total
+    api.assert_rollups_match_ledger()
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "waited 30 s"
+        time.sleep(0.01)
+
+
+def test_large_batches_that_arrive_while_a_staged_group_waits_for_its_turn_join_it(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite, validated batches that reach the writer while its staged group waits for
+    another process's turn are staged too and share the group's commit; a batch sent before
+    is answered meanwhile, without a turn; the first call that cannot join (a job) ends the
+    joining, and is written after. PostgreSQL has no turn to wait for, and must store exactly
+    the same."""
+    setup = api.metered("sum", "max", "prorated")
+    sqlite = api.server.db.dialect == "sqlite"
+    seen_commits: list[int] = []
+
+    def job(conn: object) -> tuple[str, set[str]]:
+        seen_commits.append(writer.commits)
+        return "ran", set()
+
+    with started(api, monkeypatch) as (writer, usage, staged):
+        sent = usage.prepare(api.org.id, events("sent", setup, 500), source="native")
+        assert writer.submit_events(api.org.id, sent).result(30).accepted == 500
+        prepared = [
+            usage.prepare(api.org.id, events(name, setup, 600), source="native")
+            for name in ("a", "b", "c", "d")
+        ]
+        commits = writer.commits
+        with write_turn_held(api, writer):
+            first = writer.submit_events(api.org.id, prepared[0])
+            wait_for(lambda: len(staged) == 2 or not sqlite)
+            joined = [writer.submit_events(api.org.id, batch) for batch in prepared[1:3]]
+            wait_for(lambda: len(staged) == 4 or not sqlite)
+            again = writer.submit_events(api.org.id, sent)
+            if sqlite:  # answered while the turn is still held
+                assert (again.result(30).accepted, again.result(30).duplicates) == (0, 500)
+            after = [writer.submit_job(api.org.id, job)]
+            after.append(writer.submit_events(api.org.id, prepared[3]))
+            time.sleep(0.2)
+            assert api.ledger_rows() == 500
+            assert staged == ([500, 600, 600, 600] if sqlite else [])
+        outcomes = [future.result(30) for future in (first, *joined, again)]
+        assert after[0].result(30) == "ran"
+        assert after[1].result(30).accepted == 600
+    assert [(o.accepted, o.duplicates) for o in outcomes] == [(600, 0)] * 3 + [(0, 500)]
+    if sqlite:
+        # The three batches took one commit, before the job's.
+        assert seen_commits == [commits + 1]
+        assert staged == [500, 600, 600, 600, 600]
+    assert sequences(api) == list(range(1, 2901))
+    rows = stored(api, setup.id)
+    order = [*sent, *prepared[0], *prepared[1], *prepared[2], *prepared[3]]
+    assert [row[1] for row in rows] == [e.idempotency_key.split("-", 1)[1] for e in order]
     api.assert_rollups_match_ledger()
 
 

@@ -200,16 +200,17 @@ UNPROBED_FROM = 100
 _MOST_RUNS = 32
 
 
-def stage(conn: Connection, batches: Sequence[Sequence[NewEvent]]) -> list[int]:
+def stage(conn: Connection, batches: Sequence[Sequence[NewEvent]], *, after: int = 0) -> list[int]:
     """Hand these batches' rows to SQLite on `conn`, outside any transaction of it (the writer
     calls this before it waits for the write turn); the place (`ord`) of each batch's first
-    row, for `append`. The rows stay until `unstage`, or the next `stage` on `conn`."""
+    row, for `append`. The rows stay until `unstage`, or the next `stage` on `conn` that is
+    not given `after`: the number of rows staged already, which these are to follow."""
     driver = conn.connection.driver_connection
     assert driver is not None
     rows: list[tuple[Any, ...]] = []
     starts: list[int] = []
     for batch in batches:
-        start = len(rows)
+        start = after + len(rows)
         starts.append(start)
         rows.extend(
             (
@@ -223,7 +224,8 @@ def stage(conn: Connection, batches: Sequence[Sequence[NewEvent]]) -> list[int]:
     # a transaction of its own.
     driver.execute("BEGIN")
     try:
-        driver.execute(_UNSTAGE)
+        if not after:
+            driver.execute(_UNSTAGE)
         driver.executemany(_STAGE, rows)
     except BaseException:
         driver.execute("ROLLBACK")

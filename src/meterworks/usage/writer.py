@@ -12,7 +12,8 @@ turn, so that the turn holds only the writing (on SQLite, another process's writ
 meanwhile). Calls that join the group while it waits are validated inside the turn. Large
 batches are validated in request threads beforehand, in parallel, and only stored here; on
 SQLite a large group's rows are staged on the writer's connection before it waits for the turn,
-and copied into the ledger inside it (`ledger.stage`).
+and copied into the ledger inside it (`ledger.stage`); the large batches that reach the queue
+while it waits are staged too, and join it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -108,6 +110,9 @@ STAGED_FROM = 500
 # A batch of at least this many events whose first key is in the ledger already (a client
 # sending it again) has all its keys looked up before the write (`ledger.sent_before`).
 SETTLED_FROM = 100
+# On SQLite, validated batches that reach the queue while a staged group waits for the write
+# turn are staged as well and join it, up to this many events in all (`_stage_arrivals`).
+STAGED_JOIN_EVENTS = 20_000
 
 
 class LedgerWriter:
@@ -124,6 +129,9 @@ class LedgerWriter:
         self._gather_s = gather_ms / 1000
         self._max_events = max_events
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        # Taken from the queue while a group waited for its turn, but not for it: they come
+        # first, before what is still queued (`_next`).
+        self._held: deque[object] = deque()
         self._thread: threading.Thread | None = None
         self._hooks: list[InTransactionHook] = []
         self._change_hooks: list[ChangeHook] = []
@@ -230,7 +238,7 @@ class LedgerWriter:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            first = self._next(None)
             if first is _STOP:
                 break
             group: list[_Append | _Job] = [first]  # type: ignore[list-item]
@@ -238,12 +246,7 @@ class LedgerWriter:
             deadline = time.monotonic() + (self._gather_s if self._concurrent else 0)
             while size < self._max_events:
                 try:
-                    timeout = deadline - time.monotonic()
-                    item = (
-                        self._queue.get(timeout=timeout)
-                        if timeout > 0
-                        else self._queue.get_nowait()
-                    )
+                    item = self._next(deadline - time.monotonic())
                 except queue.Empty:
                     break
                 if item is _STOP:
@@ -258,6 +261,15 @@ class LedgerWriter:
             group = [item for item in group if item.future.set_running_or_notify_cancel()]
             if group:
                 self._commit(group)
+
+    def _next(self, timeout: float | None) -> object:
+        """The next item: one held back first, else the queue's, waiting for it up to `timeout`
+        seconds (None: for good); raises `queue.Empty` if there is none by then."""
+        if self._held:
+            return self._held.popleft()
+        if timeout is None:
+            return self._queue.get()
+        return self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
 
     def _commit(self, group: list[_Append | _Job]) -> None:
         started = time.monotonic()
@@ -295,11 +307,11 @@ class LedgerWriter:
         size = sum(_size(item) for item in group)
         while size < min(self._max_events, JOIN_EVENTS):
             try:
-                item = self._queue.get_nowait()
+                item = self._next(0)
             except queue.Empty:
                 return
             if item is _STOP:
-                self._queue.put(_STOP)  # the loop stops after this commit
+                self._held.appendleft(_STOP)  # the loop stops after this commit
                 return
             assert isinstance(item, _Append | _Job)
             if item.future.set_running_or_notify_cancel():
@@ -363,8 +375,13 @@ class LedgerWriter:
             starts = stage(conn, [item.events for item in appends])
             for item, start in zip(appends, starts, strict=True):
                 item.staged_at = start
+            staged = [_events(appends)]
+
+            def waiting() -> bool:
+                return self._stage_arrivals(conn, group, staged)
+
             try:
-                return self._write_on(group, conn)
+                return self._write_on(group, conn, waiting)
             finally:
                 try:
                     unstage(conn)
@@ -372,6 +389,56 @@ class LedgerWriter:
                     # The write stands either way; the next staging on this connection, or
                     # closing it, drops the rows.
                     log.warning("dropping the rows staged for a write failed", exc_info=True)
+
+    def _stage_arrivals(
+        self, conn: Connection, group: list[_Append | _Job], staged: list[int]
+    ) -> bool:
+        """While a staged group waits for the write turn: stage the next validated batch that
+        reached the queue meanwhile on its connection, after the `staged[0]` rows there, and
+        add it to the group. Without it, with several processes, the batch would wait for the
+        group's commit, then for a turn of its own: each turn has costs of its own (the commit,
+        the running totals' reads and writes), a millisecond or more whatever its size.
+
+        A batch sent before (`sent_before`) is answered here if the ledger settles its answer;
+        the first call that cannot join (not validated, a job, partly written before) is held
+        back for the next group, and ends the joining. Returns whether it took a call."""
+        if staged[0] >= STAGED_JOIN_EVENTS:
+            return False
+        try:
+            item = self._next(0)
+        except queue.Empty:
+            return False
+        joins = (
+            isinstance(item, _Append)
+            and item.unprepared is None
+            and item.refused is None
+            and bool(item.events)
+            and staged[0] + len(item.events) <= STAGED_JOIN_EVENTS
+        )
+        if not joins:
+            self._held.appendleft(item)
+            staged[0] = STAGED_JOIN_EVENTS  # nothing more joins this group
+            return False
+        assert isinstance(item, _Append)
+        if item.future.cancelled():
+            return True  # withdrawn by its caller
+        answered, fresh = self._sent_before([item])
+        if not answered and not fresh:
+            # Partly written before: it goes the plain way, in a group of its own.
+            self._held.appendleft(item)
+            staged[0] = STAGED_JOIN_EVENTS
+            return False
+        # From here on its answer is due: it can no longer be withdrawn.
+        if not item.future.set_running_or_notify_cancel():
+            return True
+        if answered:
+            _answer([item], [_result(answered[id(item)])])
+            return True
+        item.earliest = _earliest(item.events)
+        [item.staged_at] = stage(conn, [item.events], after=staged[0])
+        staged[0] += len(item.events)
+        group.append(item)
+        return True
 
     def _sent_before(self, appends: list[_Append]) -> tuple[dict[int, BatchOutcome], list[_Append]]:
         """The answers of the batches among `appends` that the ledger settles already (by the
@@ -392,9 +459,12 @@ class LedgerWriter:
         return answered, fresh
 
     def _write_on(
-        self, group: list[_Append | _Job], staged_on: Connection | None
+        self,
+        group: list[_Append | _Job],
+        staged_on: Connection | None,
+        waiting: Callable[[], bool] | None = None,
     ) -> list[tuple[bool, Any]]:
-        with self.db.transaction(holding=self._writing, on=staged_on) as conn:
+        with self.db.transaction(holding=self._writing, on=staged_on, waiting=waiting) as conn:
             self._entered = time.monotonic()
             self._join_waiting(group)
             results: list[tuple[bool, Any]] = [(False, None)] * len(group)
