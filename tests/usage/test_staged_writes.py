@@ -17,10 +17,11 @@ from sqlalchemy import text
 from meterworks.errors import Conflict
 from meterworks.usage import writer as writer_module
 from meterworks.usage.ingest import NewEvent
-from meterworks.usage.ledger import _add_runs
+from meterworks.usage.ledger import _add_runs, lock_sequence
 from meterworks.usage.service import UsageService
 from meterworks.usage.writer import LedgerWriter
 from tests.api.builders import START, Api, event
+from tests.support.tenancy import new_organization
 from tests.usage.test_writer import own_writer, write_turn_held
 
 
@@ -248,6 +249,78 @@ def test_large_batches_that_arrive_while_a_staged_group_waits_for_its_turn_join_
     rows = stored(api, setup.id)
     order = [*sent, *prepared[0], *prepared[1], *prepared[2], *prepared[3]]
     assert [row[1] for row in rows] == [e.idempotency_key.split("-", 1)[1] for e in order]
+    api.assert_rollups_match_ledger()
+
+
+def test_on_postgresql_calls_that_arrive_while_a_group_waits_for_its_sequence_row_join_it(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: a writer takes its group's sequence rows first; the calls of the same
+    organization queued while it waited for them (another process's writer committing) share
+    its commit, a batch sent before is answered without being written, and a call of another
+    organization is kept for the next group."""
+    if api.server.db.dialect != "postgresql":
+        pytest.skip("on SQLite, calls join at the write turn (the test above)")
+    setup = api.metered("sum", "max", "prorated")
+    seen_commits: list[int] = []
+
+    def job(conn: object) -> tuple[str, set[str]]:
+        seen_commits.append(writer.commits)
+        return "ran", set()
+
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # as another process's writer does while it commits
+        with api.server.db.transaction() as conn:
+            lock_sequence(conn, api.org.id)
+            locked.set()
+            release.wait(30)
+
+    with (
+        new_organization(api.server, "joined writes") as second,
+        started(api, monkeypatch) as (writer, usage, _),
+    ):
+        other = Api(api.server, second)
+        elsewhere = other.metered("sum", "max", "prorated")
+        sent = usage.prepare(api.org.id, events("sent", setup, 500), source="native")
+        assert writer.submit_events(api.org.id, sent).result(30).accepted == 500
+        a, b = (
+            usage.prepare(api.org.id, events(name, setup, 1000), source="native")
+            for name in ("a", "b")
+        )
+        x = usage.prepare(second.id, events("x", elsewhere, 600), source="native")
+        commits, entered = writer.commits, writer._entered
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert locked.wait(10)
+            first = writer.submit_events(api.org.id, a)
+            # Its transaction has begun, and waits for the sequence row.
+            wait_for(lambda: writer._entered not in (None, entered))
+            joined = writer.submit_events(api.org.id, b)
+            ran = writer.submit_job(api.org.id, job)
+            again = writer.submit_events(api.org.id, sent)
+            later = writer.submit_events(second.id, x)
+            time.sleep(0.2)
+            assert api.ledger_rows() == 500
+        finally:
+            release.set()
+            holder.join(30)
+        outcomes = [future.result(30) for future in (first, joined, again, later)]
+        assert ran.result(30) == "ran"
+        # One commit for the first organization's calls, one for the other's.
+        assert writer.commits == commits + 2
+    assert [(o.accepted, o.duplicates) for o in outcomes] == [
+        (1000, 0),
+        (1000, 0),
+        (0, 500),
+        (600, 0),
+    ]
+    assert seen_commits == [commits]  # the job ran in the first call's transaction
+    assert sequences(api) == list(range(1, 2501))
+    keys = [row[1] for row in stored(api, setup.id)]
+    assert keys == [e.idempotency_key.split("-", 1)[1] for e in [*sent, *a, *b]]
+    assert other.ledger_rows() == 600
     api.assert_rollups_match_ledger()
 
 

@@ -38,7 +38,14 @@ from meterworks.errors import MeterworksError, Unavailable
 from meterworks.kit.clock import Clock
 from meterworks.kit.instants import to_micros
 from meterworks.usage.ingest import NewEvent
-from meterworks.usage.ledger import BatchOutcome, append, sent_before, stage, unstage
+from meterworks.usage.ledger import (
+    BatchOutcome,
+    append,
+    lock_sequence,
+    sent_before,
+    stage,
+    unstage,
+)
 
 log = logging.getLogger("meterworks.writer")
 
@@ -110,9 +117,11 @@ STAGED_FROM = 500
 # A batch of at least this many events whose first key is in the ledger already (a client
 # sending it again) has all its keys looked up before the write (`ledger.sent_before`).
 SETTLED_FROM = 100
-# On SQLite, validated batches that reach the queue while a staged group waits for the write
-# turn are staged as well and join it, up to this many events in all (`_stage_arrivals`).
-STAGED_JOIN_EVENTS = 20_000
+# Calls that reach the queue while a group waits for the others' writes join it, up to this many
+# events in all: on SQLite, validated batches that arrive while a staged group waits for the
+# write turn (`_stage_arrivals`); on PostgreSQL, the calls of the group's organizations that
+# arrive while it waits for their sequence rows (`_join_locked`).
+WAITING_JOIN_EVENTS = 20_000
 
 
 class LedgerWriter:
@@ -318,6 +327,48 @@ class LedgerWriter:
                 group.append(item)
                 size += _size(item)
 
+    def _join_locked(self, conn: Connection, group: list[_Append | _Job]) -> None:
+        """PostgreSQL: take the sequence rows of the group's organizations (in sorted order,
+        as `append` does), then add to the group, in place, the calls of those organizations
+        that reached the queue meanwhile, up to `WAITING_JOIN_EVENTS`.
+
+        Two processes' writers of one organization take turns at its sequence row; while one
+        commits, the other's calls queue up behind its waiting group, then would wait out a
+        commit of its own each: a transaction's round trips and its commit cost the same
+        whatever its size. A batch of the first call of another organization ends the
+        joining (its row is not held, and taking it now could deadlock): it is kept for the
+        next group. A large batch sent before is answered without being written
+        (`sent_before`)."""
+        organizations = sorted({item.organization_id for item in group})
+        for organization_id in organizations:
+            lock_sequence(conn, organization_id)
+        held = set(organizations)
+        size = sum(_size(item) for item in group)
+        while size < min(self._max_events, WAITING_JOIN_EVENTS):
+            try:
+                item = self._next(0)
+            except queue.Empty:
+                return
+            if item is _STOP or (
+                isinstance(item, _Append | _Job) and item.organization_id not in held
+            ):
+                self._held.appendleft(item)
+                return
+            assert isinstance(item, _Append | _Job)
+            if not item.future.set_running_or_notify_cancel():
+                continue
+            if (
+                isinstance(item, _Append)
+                and item.unprepared is None
+                and len(item.events) >= SETTLED_FROM
+            ):
+                [before] = sent_before(conn, item.organization_id, [item.events])
+                if isinstance(before, BatchOutcome):
+                    _answer([item], [_result(before)])
+                    continue
+            group.append(item)
+            size += _size(item)
+
     def _note_if_slow(self, group: list[_Append | _Job], started: float) -> None:
         """Log a write that took over `SLOW_WRITE_S`, however it ended, with how long it waited
         for the write turn (all of it, if it never got in): callers give up at the commit
@@ -402,7 +453,7 @@ class LedgerWriter:
         A batch sent before (`sent_before`) is answered here if the ledger settles its answer;
         the first call that cannot join (not validated, a job, partly written before) is held
         back for the next group, and ends the joining. Returns whether it took a call."""
-        if staged[0] >= STAGED_JOIN_EVENTS:
+        if staged[0] >= WAITING_JOIN_EVENTS:
             return False
         try:
             item = self._next(0)
@@ -413,11 +464,11 @@ class LedgerWriter:
             and item.unprepared is None
             and item.refused is None
             and bool(item.events)
-            and staged[0] + len(item.events) <= STAGED_JOIN_EVENTS
+            and staged[0] + len(item.events) <= WAITING_JOIN_EVENTS
         )
         if not joins:
             self._held.appendleft(item)
-            staged[0] = STAGED_JOIN_EVENTS  # nothing more joins this group
+            staged[0] = WAITING_JOIN_EVENTS  # nothing more joins this group
             return False
         assert isinstance(item, _Append)
         if item.future.cancelled():
@@ -426,7 +477,7 @@ class LedgerWriter:
         if not answered and not fresh:
             # Partly written before: it goes the plain way, in a group of its own.
             self._held.appendleft(item)
-            staged[0] = STAGED_JOIN_EVENTS
+            staged[0] = WAITING_JOIN_EVENTS
             return False
         # From here on its answer is due: it can no longer be withdrawn.
         if not item.future.set_running_or_notify_cancel():
@@ -466,7 +517,10 @@ class LedgerWriter:
     ) -> list[tuple[bool, Any]]:
         with self.db.transaction(holding=self._writing, on=staged_on, waiting=waiting) as conn:
             self._entered = time.monotonic()
-            self._join_waiting(group)
+            if self._gives_way:
+                self._join_waiting(group)
+            else:
+                self._join_locked(conn, group)
             results: list[tuple[bool, Any]] = [(False, None)] * len(group)
             received_at_us = to_micros(self.clock.now())
             appends: dict[str, list[int]] = {}
