@@ -307,12 +307,13 @@ class LedgerWriter:
         _answer(group, results)
 
     def _join_waiting(self, group: list[_Append | _Job]) -> None:
-        """Add to the group, in place, what reached the queue while it waited for the write
-        turn: they share its commit instead of waiting for a turn of their own. On SQLite,
-        with several processes, a writer often waits out another's commit; the calls that
-        arrive meanwhile would make the next, small group. Only small groups grow so
-        (`JOIN_EVENTS`): a large batch's commit is already worth its turn, and a longer
-        write would hold up the validation of the batches behind it (`make_way`)."""
+        """SQLite: add to the group, in place, what reached the queue while it waited for the
+        write turn: they share its commit instead of waiting for a turn of their own. With
+        several processes, a writer often waits out another's commit; the calls that arrive
+        meanwhile would make the next, small group. Only small groups grow so here
+        (`JOIN_EVENTS`): a longer write would hold up the validation of the batches behind it
+        (`make_way`), and a large group has taken in the validated batches already, staged
+        while it waited (`_stage_arrivals`)."""
         size = sum(_size(item) for item in group)
         while size < min(self._max_events, JOIN_EVENTS):
             try:
