@@ -275,6 +275,8 @@ def append(
     batches: Sequence[Sequence[NewEvent]],
     received_at_us: int,
     staged: Sequence[int | None] | None = None,
+    *,
+    next_seq: int | None = None,
 ) -> list[BatchOutcome]:
     """Append the batches of one organization; a batch with a key conflict writes nothing.
 
@@ -285,8 +287,12 @@ def append(
 
     A write of `UNPROBED_FROM` keys or more is made without looking the keys up; where the
     ledger holds one of them, it is undone and made again with them looked up.
+
+    `next_seq`, where given, is what `lock_sequence` returned earlier in this transaction (the
+    row is held already); otherwise the row is locked here.
     """
-    next_seq = lock_sequence(conn, organization_id)
+    if next_seq is None:
+        next_seq = lock_sequence(conn, organization_id)
     keys = list({e.idempotency_key for batch in batches for e in batch})
     if len(keys) >= UNPROBED_FROM:
         # No key twice among the batches: as the ledger holds none of them, every event is new.

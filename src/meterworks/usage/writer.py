@@ -328,7 +328,7 @@ class LedgerWriter:
                 group.append(item)
                 size += _size(item)
 
-    def _join_locked(self, conn: Connection, group: list[_Append | _Job]) -> None:
+    def _join_locked(self, conn: Connection, group: list[_Append | _Job]) -> dict[str, int]:
         """PostgreSQL: take the sequence rows of the group's organizations (in sorted order,
         as `append` does), then add to the group, in place, the calls of those organizations
         that reached the queue meanwhile, up to `WAITING_JOIN_EVENTS`.
@@ -339,22 +339,22 @@ class LedgerWriter:
         whatever its size. A batch of the first call of another organization ends the
         joining (its row is not held, and taking it now could deadlock): it is kept for the
         next group. A large batch sent before is answered without being written
-        (`sent_before`)."""
-        organizations = sorted({item.organization_id for item in group})
-        for organization_id in organizations:
-            lock_sequence(conn, organization_id)
-        held = set(organizations)
+        (`sent_before`). Returns each held organization's next sequence number, for `append`."""
+        held = {
+            organization_id: lock_sequence(conn, organization_id)
+            for organization_id in sorted({item.organization_id for item in group})
+        }
         size = sum(_size(item) for item in group)
         while size < min(self._max_events, WAITING_JOIN_EVENTS):
             try:
                 item = self._next(0)
             except queue.Empty:
-                return
+                break
             if item is _STOP or (
                 isinstance(item, _Append | _Job) and item.organization_id not in held
             ):
                 self._held.appendleft(item)
-                return
+                break
             assert isinstance(item, _Append | _Job)
             if not item.future.set_running_or_notify_cancel():
                 continue
@@ -369,6 +369,7 @@ class LedgerWriter:
                     continue
             group.append(item)
             size += _size(item)
+        return held
 
     def _note_if_slow(self, group: list[_Append | _Job], started: float) -> None:
         """Log a write that took over `SLOW_WRITE_S`, however it ended, with how long it waited
@@ -518,10 +519,12 @@ class LedgerWriter:
     ) -> list[tuple[bool, Any]]:
         with self.db.transaction(holding=self._writing, on=staged_on, waiting=waiting) as conn:
             self._entered = time.monotonic()
+            # PostgreSQL: the organizations' next sequence numbers, their rows held already.
+            locked: dict[str, int] = {}
             if self._gives_way:
                 self._join_waiting(group)
             else:
-                self._join_locked(conn, group)
+                locked = self._join_locked(conn, group)
             results: list[tuple[bool, Any]] = [(False, None)] * len(group)
             received_at_us = to_micros(self.clock.now())
             appends: dict[str, list[int]] = {}
@@ -549,7 +552,14 @@ class LedgerWriter:
                     else None
                 )
                 outcomes = (
-                    append(conn, organization_id, batches, received_at_us, staged)
+                    append(
+                        conn,
+                        organization_id,
+                        batches,
+                        received_at_us,
+                        staged,
+                        next_seq=locked.get(organization_id),
+                    )
                     if batches
                     else []
                 )
