@@ -4,6 +4,7 @@ store exactly the same."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -249,6 +250,45 @@ def test_large_batches_that_arrive_while_a_staged_group_waits_for_its_turn_join_
     rows = stored(api, setup.id)
     order = [*sent, *prepared[0], *prepared[1], *prepared[2], *prepared[3]]
     assert [row[1] for row in rows] == [e.idempotency_key.split("-", 1)[1] for e in order]
+    api.assert_rollups_match_ledger()
+
+
+def test_a_batch_whose_staging_fails_as_it_joins_is_written_with_the_rest_of_its_group(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: where staging a joining batch fails, the batch is in the group already, and
+    the group's failure sees to it: each of its calls is written again on its own, and
+    answered."""
+    if api.server.db.dialect != "sqlite":
+        pytest.skip("only SQLite stages")
+    setup = api.metered("sum", "max", "prorated")
+    with started(api, monkeypatch) as (writer, usage, staged):
+        counted = writer_module.stage
+        failed: list[int] = []
+
+        def failing(conn: Any, batches: Sequence[Sequence[NewEvent]], *, after: int = 0) -> Any:
+            if after and not failed:
+                failed.append(after)
+                raise sqlite3.OperationalError("disk I/O error")
+            return counted(conn, batches, after=after)
+
+        monkeypatch.setattr(writer_module, "stage", failing)
+        prepared = [
+            usage.prepare(api.org.id, events(name, setup, 600), source="native")
+            for name in ("a", "b")
+        ]
+        with write_turn_held(api, writer):
+            first = writer.submit_events(api.org.id, prepared[0])
+            wait_for(lambda: len(staged) == 1)
+            second = writer.submit_events(api.org.id, prepared[1])
+            wait_for(lambda: bool(failed))
+            assert api.ledger_rows() == 0
+        outcomes = [future.result(30) for future in (first, second)]
+    assert failed == [600]
+    assert [(o.accepted, o.duplicates) for o in outcomes] == [(600, 0), (600, 0)]
+    # The group's first batch, then each batch again on its own.
+    assert staged == [600, 600, 600]
+    assert sequences(api) == list(range(1, 1201))
     api.assert_rollups_match_ledger()
 
 

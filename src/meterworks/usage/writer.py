@@ -358,6 +358,8 @@ class LedgerWriter:
             assert isinstance(item, _Append | _Job)
             if not item.future.set_running_or_notify_cancel():
                 continue
+            # In the group first: if the look-up below fails, the group's failure answers it.
+            group.append(item)
             if (
                 isinstance(item, _Append)
                 and item.unprepared is None
@@ -365,9 +367,9 @@ class LedgerWriter:
             ):
                 [before] = sent_before(conn, item.organization_id, [item.events])
                 if isinstance(before, BatchOutcome):
+                    group.pop()
                     _answer([item], [_result(before)])
                     continue
-            group.append(item)
             size += _size(item)
         return held
 
@@ -475,7 +477,11 @@ class LedgerWriter:
         assert isinstance(item, _Append)
         if item.future.cancelled():
             return True  # withdrawn by its caller
-        answered, fresh = self._sent_before([item])
+        try:
+            answered, fresh = self._sent_before([item])
+        except BaseException:
+            self._held.appendleft(item)  # not started: the next group takes it
+            raise
         if not answered and not fresh:
             # Partly written before: it goes the plain way, in a group of its own.
             self._held.appendleft(item)
@@ -488,9 +494,10 @@ class LedgerWriter:
             _answer([item], [_result(answered[id(item)])])
             return True
         item.earliest = _earliest(item.events)
+        # In the group first: if the staging fails, the group's failure answers it too.
+        group.append(item)
         [item.staged_at] = stage(conn, [item.events], after=staged[0])
         staged[0] += len(item.events)
-        group.append(item)
         return True
 
     def _sent_before(self, appends: list[_Append]) -> tuple[dict[int, BatchOutcome], list[_Append]]:
