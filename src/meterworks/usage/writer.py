@@ -306,6 +306,20 @@ class LedgerWriter:
         self._note_if_slow(group, started)
         _answer(group, results)
 
+    def _next_joiner(self, joins: Callable[[_Append | _Job], bool]) -> _Append | _Job | None:
+        """The next queued call, where it may join the group being written (`joins`). None
+        where the queue is empty, or where the call may not join (or is the stop): that one is
+        kept, first, for the next group (`_held`, not empty from then on), and the joining is
+        over."""
+        try:
+            item = self._next(0)
+        except queue.Empty:
+            return None
+        if isinstance(item, _Append | _Job) and joins(item):
+            return item
+        self._held.appendleft(item)  # after the stop, the loop ends with this commit
+        return None
+
     def _join_waiting(self, group: list[_Append | _Job]) -> None:
         """SQLite: add to the group, in place, what reached the queue while it waited for the
         write turn: they share its commit instead of waiting for a turn of their own. With
@@ -316,14 +330,9 @@ class LedgerWriter:
         while it waited (`_stage_arrivals`)."""
         size = sum(_size(item) for item in group)
         while size < min(self._max_events, JOIN_EVENTS):
-            try:
-                item = self._next(0)
-            except queue.Empty:
+            item = self._next_joiner(lambda _: True)
+            if item is None:
                 return
-            if item is _STOP:
-                self._held.appendleft(_STOP)  # the loop stops after this commit
-                return
-            assert isinstance(item, _Append | _Job)
             if item.future.set_running_or_notify_cancel():
                 group.append(item)
                 size += _size(item)
@@ -346,16 +355,9 @@ class LedgerWriter:
         }
         size = sum(_size(item) for item in group)
         while size < min(self._max_events, WAITING_JOIN_EVENTS):
-            try:
-                item = self._next(0)
-            except queue.Empty:
+            item = self._next_joiner(lambda item: item.organization_id in held)
+            if item is None:
                 break
-            if item is _STOP or (
-                isinstance(item, _Append | _Job) and item.organization_id not in held
-            ):
-                self._held.appendleft(item)
-                break
-            assert isinstance(item, _Append | _Job)
             if not item.future.set_running_or_notify_cancel():
                 continue
             # In the group first: if the look-up below fails, the group's failure answers it.
@@ -457,22 +459,20 @@ class LedgerWriter:
         A batch sent before (`sent_before`) is answered here if the ledger settles its answer;
         the first call that cannot join (not validated, a job, partly written before) is held
         back for the next group, and ends the joining. Returns whether it took a call."""
-        if staged[0] >= WAITING_JOIN_EVENTS:
+        if self._held or staged[0] >= WAITING_JOIN_EVENTS:  # the joining is over
             return False
-        try:
-            item = self._next(0)
-        except queue.Empty:
-            return False
-        joins = (
-            isinstance(item, _Append)
-            and item.unprepared is None
-            and item.refused is None
-            and bool(item.events)
-            and staged[0] + len(item.events) <= WAITING_JOIN_EVENTS
-        )
-        if not joins:
-            self._held.appendleft(item)
-            staged[0] = WAITING_JOIN_EVENTS  # nothing more joins this group
+
+        def joins(item: _Append | _Job) -> bool:
+            return (
+                isinstance(item, _Append)
+                and item.unprepared is None
+                and item.refused is None
+                and bool(item.events)
+                and staged[0] + len(item.events) <= WAITING_JOIN_EVENTS
+            )
+
+        item = self._next_joiner(joins)
+        if item is None:
             return False
         assert isinstance(item, _Append)
         if item.future.cancelled():
@@ -485,7 +485,6 @@ class LedgerWriter:
         if not answered and not fresh:
             # Partly written before: it goes the plain way, in a group of its own.
             self._held.appendleft(item)
-            staged[0] = WAITING_JOIN_EVENTS
             return False
         # From here on its answer is due: it can no longer be withdrawn.
         if not item.future.set_running_or_notify_cancel():
