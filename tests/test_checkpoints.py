@@ -10,18 +10,17 @@ import pytest
 from sqlalchemy import text
 
 from meterworks.db.engine import Database, _Checkpoints
-from tests.support.databases import sqlite_url
+from tests.support.databases import sqlite_database
 
 PAGE = 4096
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(sqlite_url(tmp_path), sqlite_synchronous="NORMAL")
-    with database.transaction() as conn:
-        conn.execute(text("CREATE TABLE blobs (id INTEGER PRIMARY KEY, body BLOB NOT NULL)"))
-    yield database
-    database.dispose()
+    with sqlite_database(
+        tmp_path, "CREATE TABLE blobs (id INTEGER PRIMARY KEY, body BLOB NOT NULL)"
+    ) as database:
+        yield database
 
 
 def _file(db: Database, suffix: str = "") -> Path:

@@ -14,16 +14,15 @@ import pytest
 from sqlalchemy import text
 
 from meterworks.db.engine import Database
-from tests.support.databases import sqlite_url
+from tests.support.databases import sqlite_database
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(sqlite_url(tmp_path), sqlite_synchronous="NORMAL")
-    with database.transaction() as conn:
-        conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"))
-    yield database
-    database.dispose()
+    with sqlite_database(
+        tmp_path, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"
+    ) as database:
+        yield database
 
 
 @contextmanager
